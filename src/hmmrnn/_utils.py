@@ -111,6 +111,15 @@ def configure_logging(log_file: str | os.PathLike | None = None, level: int = lo
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    if log_file:
+        # Workflow scripts log to the rule's log file; make a crash land there too.
+        previous = sys.excepthook
+
+        def hook(kind, value, tb):
+            root.error("failed", exc_info=(kind, value, tb))
+            previous(kind, value, tb)
+
+        sys.excepthook = hook
 
 
 def package_versions() -> dict[str, str]:

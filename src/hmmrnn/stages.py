@@ -1,0 +1,404 @@
+"""The workflow's stages as plain functions: paths and config sections in, files out.
+
+Each Snakemake script is a thin call into one of these, so the same steps can be run and
+tested without Snakemake. Every file is written atomically (temp file, then rename), so a
+failed or killed job never leaves an output that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hmmrnn._utils import atomic_path, read_json, torch_generator, write_json
+from hmmrnn.config import DataConfig, ReverseConfig, RNNConfig, TestConfig, TrainingConfig
+
+logger = logging.getLogger("hmmrnn.stages")
+
+PathLike = str | os.PathLike
+
+
+TEST_FIGURES = (
+    "euclidean_distances",
+    "observation_volatilities",
+    "output_frequencies",
+    "transition_matrices",
+    "fidelity",
+)
+FIGURES = (
+    "loss_curves.pdf",
+    *(f"{f}.pdf" for f in TEST_FIGURES),
+    "latent_trajectory_2d.pdf",
+    "latent_trajectory_3d.html",
+)
+
+
+def experiment_outputs(results_dir: str, name: str) -> list[str]:
+    """Every final output of one experiment, relative to the workflow's working directory."""
+    base = f"{results_dir.rstrip('/')}/{name}"
+    return [f"{base}/summary.json", f"{base}/config.json", *(f"{base}/figs/{f}" for f in FIGURES)]
+
+
+def _section(cls: type, values: Mapping[str, Any]) -> Any:
+    return cls(**dict(values))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def generate_data(*, hmm: Mapping[str, Any], data: Mapping[str, Any], seed: int, path: PathLike):
+    """Sample ``data.num_seq`` HMM sequences, split them and write the parquet file."""
+    from hmmrnn._utils import as_rng
+    from hmmrnn.hmm import HMM, split_labels
+    from hmmrnn.io import write_sequences
+
+    model = HMM(**hmm)
+    cfg = _section(DataConfig, data)
+    rng = as_rng(seed)
+    observations, states = model.sample(cfg.num_seq, cfg.seq_len, rng)
+    split = split_labels(cfg.num_seq, cfg.split, rng)
+    write_sequences(path, observations, states, split, model, metadata={"seed": seed})
+    logger.info("wrote %d x %d sequences to %s", cfg.num_seq, cfg.seq_len, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+def trainer_kwargs(training: TrainingConfig) -> dict[str, Any]:
+    """Trainer keyword arguments of a training section (all but the learning-rate list)."""
+    return {
+        "batch_size": training.batch_size,
+        "epochs": training.epochs,
+        "tau": training.tau,
+        "grad_clip": training.grad_clip,
+        "init": training.init,
+        "loss": training.loss,
+        "p": training.p,
+        "blur": training.blur,
+        "scaling": training.scaling,
+        "debias": training.debias,
+        "betas": tuple(training.betas),
+        "weight_decay": training.weight_decay,
+        "checkpoint_every": training.checkpoint_every,
+        "early_stopping_patience": training.early_stopping_patience,
+    }
+
+
+def module_kwargs(rnn: RNNConfig, outputs: int) -> dict[str, Any]:
+    return {
+        "input_size": rnn.input_size,
+        "hidden_size": rnn.hidden_size,
+        "num_layers": rnn.num_layers,
+        "output_size": outputs,
+        "rnn_bias": rnn.rnn_bias,
+        "readout_bias": rnn.readout_bias,
+    }
+
+
+def _fingerprint(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def train_candidate(
+    *,
+    data_path: PathLike,
+    rnn: Mapping[str, Any],
+    training: Mapping[str, Any],
+    learning_rate: float,
+    seed: int,
+    model_path: PathLike,
+    history_path: PathLike,
+    checkpoint_dir: PathLike | None = None,
+    device: str = "auto",
+) -> None:
+    """Train one RNN at one learning rate; write its best weights and loss history.
+
+    With ``checkpoint_dir``, progress is checkpointed there under a name that fingerprints
+    the data file, the settings and the seed, so a rerun after preemption resumes, while a
+    run with any other setting starts afresh.
+    """
+    import torch
+
+    from hmmrnn.checkpoint import save_checkpoint
+    from hmmrnn.hmm import one_hot
+    from hmmrnn.io import read_sequences
+    from hmmrnn.model import NoiseRNN
+    from hmmrnn.training import Trainer
+
+    rnn_cfg = _section(RNNConfig, rnn)
+    train_cfg = _section(TrainingConfig, training)
+    data = read_sequences(data_path)
+    outputs = int(data.hmm["outputs"])
+    train = one_hot(data.subset("train"), outputs)
+    val = one_hot(data.subset("val"), outputs)
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError(
+            f"{data_path}: training needs non-empty train and val splits "
+            f"(got {len(train)} and {len(val)} sequences)"
+        )
+
+    torch.manual_seed(seed)  # weight initialisation
+    module = NoiseRNN(**module_kwargs(rnn_cfg, outputs))
+    checkpoint = None
+    if checkpoint_dir is not None:
+        stat = os.stat(data_path)
+        key = _fingerprint(rnn, training, learning_rate, seed, stat.st_size, stat.st_mtime_ns)
+        checkpoint = Path(checkpoint_dir) / f"lr_{learning_rate:g}-{key}.pt"
+    resolved_device = None if device == "auto" else device
+    trainer = Trainer(
+        module,
+        learning_rate=learning_rate,
+        seed=seed,
+        device=resolved_device,
+        checkpoint_path=checkpoint,
+        **trainer_kwargs(train_cfg),
+    )
+    result = trainer.fit(train, val)
+    history = {
+        "learning_rate": learning_rate,
+        "train_loss": list(result.train_loss),
+        "val_loss": list(result.val_loss),
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "seed": seed,
+    }
+    save_checkpoint(
+        model_path,
+        result.best_state_dict,
+        config={
+            "rnn": module.config(),
+            "training": {**dict(training), "learning_rate": learning_rate},
+        },
+        history=history,
+        seed=seed,
+    )
+    write_json(history_path, history)
+    if checkpoint is not None and checkpoint.exists():
+        checkpoint.unlink()  # the outputs now hold everything the checkpoint did
+    logger.info("best val loss %.5f at epoch %d", result.best_val_loss, result.best_epoch)
+
+
+def select_model(
+    *,
+    model_paths: Sequence[PathLike],
+    history_paths: Sequence[PathLike],
+    model_path: PathLike,
+    results_path: PathLike,
+) -> None:
+    """Copy the candidate with the lowest validation loss; record every candidate's result."""
+    histories = [read_json(p) for p in history_paths]
+    losses = [h["best_val_loss"] for h in histories]
+    if not all(math.isfinite(x) for x in losses):
+        raise ValueError(f"non-finite validation losses {losses} in {list(history_paths)}")
+    best = int(np.argmin(losses))
+    with atomic_path(model_path) as tmp:
+        tmp.write_bytes(Path(model_paths[best]).read_bytes())
+    write_json(
+        results_path,
+        {
+            "best_learning_rate": histories[best]["learning_rate"],
+            "best_val_loss": losses[best],
+            "best_epoch": histories[best]["best_epoch"],
+            "candidates": [
+                {k: h[k] for k in ("learning_rate", "best_val_loss", "best_epoch", "epochs_run")}
+                for h in histories
+            ],
+            "train_loss": histories[best]["train_loss"],
+            "val_loss": histories[best]["val_loss"],
+        },
+    )
+
+
+def plot_loss_curves(history_paths: Sequence[PathLike], path: PathLike, dpi: int = 150) -> None:
+    from hmmrnn.rnn import plot_loss_curves as draw
+
+    curves = {}
+    for p in history_paths:
+        h = read_json(p)
+        curves[f"lr={h['learning_rate']:g}"] = (h["train_loss"], h["val_loss"])
+    draw(curves, path, dpi=dpi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Testing
+# ---------------------------------------------------------------------------------------------
+
+
+def test_model(
+    *,
+    model_path: PathLike,
+    data_path: PathLike,
+    test: Mapping[str, Any],
+    seq_len: int,
+    seed: int,
+    summary_path: PathLike,
+    tables_path: PathLike,
+) -> None:
+    """Compare fresh HMM samples (two independent sets) with RNN samples; save the results."""
+    from hmmrnn._utils import as_rng
+    from hmmrnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from hmmrnn.io import read_sequences
+    from hmmrnn.model import generate
+    from hmmrnn.testing import compare
+
+    cfg = _section(TestConfig, test)
+    hmm = read_sequences(data_path).hmm_model()
+    module = model_from_checkpoint(load_checkpoint(model_path))
+    rng = as_rng(seed)
+    obs_a, _ = hmm.sample(cfg.num_seq, seq_len, rng)
+    obs_b, _ = hmm.sample(cfg.num_seq, seq_len, rng)
+    generated = generate(
+        module,
+        cfg.num_seq,
+        seq_len,
+        dynamics_mode=cfg.dynamics_mode,
+        generator=torch_generator(int(rng.integers(2**63))),
+        batch_size=4096,
+        return_hidden=False,
+    )
+    results = compare(
+        hmm,
+        obs_a,
+        obs_b,
+        generated.observations,
+        hmm.outputs,
+        epsilon=cfg.epsilon,
+        max_iter=cfg.max_iter,
+        tol=cfg.tol,
+        max_kgram=cfg.max_kgram,
+    )
+    results.save(summary_path, tables_path)
+
+
+def plot_test_figure(
+    *, name: str, summary_path: PathLike, tables_path: PathLike, path: PathLike, dpi: int = 150
+) -> None:
+    from hmmrnn import plots
+    from hmmrnn.testing import TestResults
+
+    drawers = {
+        "euclidean_distances": plots.plot_euclidean_distances,
+        "observation_volatilities": plots.plot_volatilities,
+        "output_frequencies": plots.plot_frequencies,
+        "transition_matrices": plots.plot_transition_matrices,
+        "fidelity": plots.plot_fidelity,
+    }
+    if name not in drawers:
+        raise ValueError(f"unknown test figure {name!r} (expected one of {sorted(drawers)})")
+    drawers[name](TestResults.load(summary_path, tables_path), path, dpi=dpi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reverse engineering
+# ---------------------------------------------------------------------------------------------
+
+
+def pca(
+    *, model_path: PathLike, reverse: Mapping[str, Any], seq_len: int, seed: int, path: PathLike
+) -> None:
+    from hmmrnn.checkpoint import load_checkpoint, model_from_checkpoint
+    from hmmrnn.reverse import Reverse
+
+    cfg = _section(ReverseConfig, reverse)
+    module = model_from_checkpoint(load_checkpoint(model_path))
+    analyzer = Reverse(
+        module, num_seq=cfg.num_seq, seq_len=seq_len, n_components=cfg.n_components, seed=seed
+    )
+    result = analyzer.gen_data(dynamics_mode=cfg.dynamics_mode)
+    result.save(path)
+
+
+def plot_latent_2d(pca_path: PathLike, path: PathLike, *, num_points: int, dpi: int = 150):
+    from hmmrnn.reverse import PCAResult, plot_trajectory_2d
+
+    plot_trajectory_2d(PCAResult.load(pca_path), path, num_points=num_points, dpi=dpi)
+
+
+def plot_latent_3d(pca_path: PathLike, path: PathLike, *, js_path: PathLike, num_points: int):
+    from hmmrnn.reverse import PCAResult, plot_trajectory_3d
+
+    plot_trajectory_3d(PCAResult.load(pca_path), path, num_points=num_points)
+    if not Path(js_path).exists():
+        raise FileNotFoundError(f"plotly.js was not written beside {path} (expected {js_path})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries
+# ---------------------------------------------------------------------------------------------
+
+
+def summarize_experiment(
+    *,
+    name: str,
+    config_path: PathLike,
+    training_path: PathLike,
+    test_path: PathLike,
+    pca_path: PathLike,
+    path: PathLike,
+) -> None:
+    from hmmrnn._utils import package_versions
+
+    training = read_json(training_path)
+    with np.load(pca_path, allow_pickle=False) as npz:
+        explained = npz["explained_variance_ratio"].tolist()
+    write_json(
+        path,
+        {
+            "experiment": name,
+            "config": read_json(config_path),
+            "training": {k: v for k, v in training.items() if k not in ("train_loss", "val_loss")},
+            "test": read_json(test_path),
+            "pca": {"explained_variance_ratio": explained},
+            "versions": package_versions(),
+        },
+    )
+
+
+def _flat_row(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers worth comparing across experiments, as one flat table row."""
+    cfg, test = summary["config"], summary["test"]
+    row: dict[str, Any] = {
+        "experiment": summary["experiment"],
+        "states": cfg["hmm"]["states"],
+        "outputs": cfg["hmm"]["outputs"],
+        "hidden_size": cfg["rnn"]["hidden_size"],
+        "input_size": cfg["rnn"]["input_size"],
+        "seed": cfg["seed"],
+        "best_learning_rate": summary["training"]["best_learning_rate"],
+        "best_val_loss": summary["training"]["best_val_loss"],
+    }
+    for key, value in test.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            row[key] = value
+    return row
+
+
+def batch_results(summary_paths: Sequence[PathLike], *, json_path: PathLike, table_path: PathLike):
+    """One table over all experiments (CSV) plus every summary (JSON)."""
+    summaries = [read_json(p) for p in summary_paths]
+    table = pd.DataFrame([_flat_row(s) for s in summaries])
+    with atomic_path(table_path) as tmp:
+        table.to_csv(tmp, index=False)
+    write_json(json_path, {"experiments": summaries, "table": table.to_dict(orient="records")})
+
+
+def plot_batch_fidelity(json_path: PathLike, path: PathLike, dpi: int = 150) -> None:
+    from hmmrnn.plots import plot_fidelity_table
+
+    plot_fidelity_table(read_json(json_path)["table"], path, dpi=dpi)
