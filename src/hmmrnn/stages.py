@@ -182,7 +182,7 @@ def train_candidate(
         model_path,
         result.best_state_dict,
         config={
-            "rnn": module.config(),
+            "model": module.config(),
             "training": {**dict(training), "learning_rate": learning_rate},
         },
         history=history,
