@@ -1,0 +1,551 @@
+"""Training a :class:`~hmmrnn.model.NoiseRNN` so its output-sequence distribution matches data.
+
+The loss is a Sinkhorn divergence (geomloss) between a minibatch of generated one-hot
+sequences and a minibatch of data sequences, each flattened to points in ``R^(T*O)``.
+Training is reproducible (one ``torch.Generator`` drives noise, initial states, Gumbel noise
+and shuffling) and preemption-safe (periodic atomic checkpoints that :meth:`Trainer.fit`
+resumes from bit for bit).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hmmrnn._utils import torch_generator
+from hmmrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hmmrnn.model import NoiseRNN, _check_positive_int, _check_tau, _randn
+
+__all__ = ["Trainer", "TrainingResult", "as_one_hot_tensor", "sweep_learning_rates"]
+
+logger = logging.getLogger("hmmrnn.training")
+
+GEOMLOSS_LOSSES = ("sinkhorn", "hausdorff", "energy", "gaussian", "laplacian")
+GEOMLOSS_BACKENDS = ("tensorized", "online", "multiscale", "auto")
+# Settings that may change between an interrupted run and its resumption.
+_RESUMABLE_CHANGES = (
+    "epochs",
+    "checkpoint_path",
+    "checkpoint_every",
+    "early_stopping_patience",
+    "log_every",
+    "verbose",
+)
+
+
+@dataclass
+class TrainingResult:
+    """Outcome of :meth:`Trainer.fit`.
+
+    Attributes
+    ----------
+    train_loss, val_loss : list of float
+        Per-epoch mean losses (length ``epochs_run``).
+    best_epoch : int
+        0-based index of the epoch with the lowest validation loss (-1 if no epoch ran).
+    best_val_loss : float
+        ``val_loss[best_epoch]``.
+    best_state_dict : dict of str to torch.Tensor
+        CPU copy of the weights at the end of ``best_epoch`` (not a view of live weights).
+    epochs_run : int
+    stopped_early : bool
+    epoch_seconds : list of float
+        Wall time of each epoch (not reproducible; excluded from comparisons).
+    learning_rate : float
+    """
+
+    train_loss: list[float]
+    val_loss: list[float]
+    best_epoch: int
+    best_val_loss: float
+    best_state_dict: dict[str, torch.Tensor]
+    epochs_run: int
+    stopped_early: bool
+    epoch_seconds: list[float] = field(default_factory=list)
+    learning_rate: float = math.nan
+
+
+def as_one_hot_tensor(seq: Any, name: str, output_size: int | None = None) -> torch.Tensor:
+    """Check a one-hot sequence array (N, T, O) and return it as a float32 CPU tensor."""
+    if isinstance(seq, torch.Tensor):
+        t = seq.detach().to("cpu", torch.float32)
+    elif isinstance(seq, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(seq, dtype=np.float32))
+    else:
+        raise ValueError(f"{name} must be a numpy array or torch tensor (got {type(seq).__name__})")
+    if t.ndim != 3 or 0 in t.shape:
+        raise ValueError(
+            f"{name} must be a non-empty one-hot array (num_seq, seq_len, outputs) "
+            f"(got shape {tuple(t.shape)})"
+        )
+    if output_size is not None and t.shape[2] != output_size:
+        raise ValueError(
+            f"{name} has {t.shape[2]} symbols in its last axis; the model outputs {output_size}"
+        )
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return t.contiguous()
+
+
+def _fingerprint(*tensors: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _resolve_device(device: Any) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (TypeError, RuntimeError):
+        raise ValueError(
+            f"device must be a torch device or name like 'cpu' (got {device!r})"
+        ) from None
+
+
+class Trainer:
+    """Fit a :class:`NoiseRNN` to one-hot sequences with a Sinkhorn-divergence loss.
+
+    Parameters
+    ----------
+    module : NoiseRNN
+        Trained in place (moved to ``device``).
+    batch_size : int
+        Sequences per minibatch (training and validation).
+    epochs : int
+        Total number of epochs (a resumed run continues up to this number).
+    learning_rate : float
+        Adam step size.
+    tau : float
+        Gumbel-softmax temperature.
+    grad_clip : float or None
+        Maximum gradient norm (no clipping when None).
+    init : bool
+        Random N(0, 1) initial hidden state (True) or zeros.
+    loss, p, blur, scaling, debias, backend
+        Arguments of ``geomloss.SamplesLoss``.
+    criterion : callable, optional
+        ``criterion(generated, target) -> scalar tensor`` on (B, T*O) tensors; replaces the
+        geomloss loss.
+    betas, weight_decay
+        Adam arguments.
+    seed : int
+        Seeds the trainer's ``torch.Generator`` (noise, initial states, Gumbel, shuffling).
+    device : str or torch.device, optional
+        CUDA when available if None, else CPU.
+    checkpoint_path : path-like, optional
+        Resumable training state, written atomically every ``checkpoint_every`` epochs and at
+        the end; :meth:`fit` resumes from it when it exists.
+    checkpoint_every : int
+    early_stopping_patience : int, optional
+        Stop after this many epochs without a lower validation loss.
+    log_every : int
+        Log a progress line every ``log_every`` epochs.
+    verbose : bool
+        Also print the progress lines to stdout.
+    """
+
+    def __init__(
+        self,
+        module: NoiseRNN,
+        *,
+        batch_size: int = 1024,
+        epochs: int = 100,
+        learning_rate: float = 1e-3,
+        tau: float = 1.0,
+        grad_clip: float | None = 0.9,
+        init: bool = True,
+        loss: str = "sinkhorn",
+        p: int = 2,
+        blur: float = 0.2,
+        scaling: float = 0.5,
+        debias: bool = True,
+        backend: str = "tensorized",
+        criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        betas: Sequence[float] = (0.9, 0.9),
+        weight_decay: float = 0.0,
+        seed: int = 0,
+        device: Any = None,
+        checkpoint_path: str | os.PathLike | None = None,
+        checkpoint_every: int = 10,
+        early_stopping_patience: int | None = None,
+        log_every: int = 1,
+        verbose: bool = False,
+    ) -> None:
+        if not isinstance(module, NoiseRNN):
+            raise ValueError(f"module must be a NoiseRNN (got {type(module).__name__})")
+        self.module = module
+        self.batch_size = _check_positive_int("batch_size", batch_size)
+        self.epochs = _check_positive_int("epochs", epochs)
+        self.learning_rate = _positive_float("learning_rate", learning_rate)
+        self.tau = _check_tau(tau)
+        self.grad_clip = None if grad_clip is None else _positive_float("grad_clip", grad_clip)
+        self.init = _check_bool("init", init)
+        if loss not in GEOMLOSS_LOSSES:
+            raise ValueError(f"loss must be one of {list(GEOMLOSS_LOSSES)} (got {loss!r})")
+        self.loss = loss
+        if p not in (1, 2) or isinstance(p, bool):
+            raise ValueError(f"p must be 1 or 2 (got {p!r})")
+        self.p = int(p)
+        self.blur = _positive_float("blur", blur)
+        self.scaling = _positive_float("scaling", scaling)
+        if not self.scaling < 1:
+            raise ValueError(f"scaling must be in (0, 1) (got {scaling!r})")
+        self.debias = _check_bool("debias", debias)
+        if backend not in GEOMLOSS_BACKENDS:
+            raise ValueError(f"backend must be one of {list(GEOMLOSS_BACKENDS)} (got {backend!r})")
+        self.backend = backend
+        if criterion is not None and not callable(criterion):
+            raise ValueError(f"criterion must be callable or None (got {criterion!r})")
+        self.criterion = criterion
+        try:
+            betas = tuple(float(b) for b in betas)
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be two numbers in [0, 1) (got {betas!r})") from None
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1) (got {betas!r})")
+        self.betas = betas
+        self.weight_decay = float(weight_decay)
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0 (got {weight_decay!r})")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an int (got {seed!r})")
+        self.seed = int(seed)
+        self.device = _resolve_device(device)
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.checkpoint_every = _check_positive_int("checkpoint_every", checkpoint_every)
+        self.early_stopping_patience = (
+            None
+            if early_stopping_patience is None
+            else _check_positive_int("early_stopping_patience", early_stopping_patience)
+        )
+        self.log_every = _check_positive_int("log_every", log_every)
+        self.verbose = _check_bool("verbose", verbose)
+
+    # ------------------------------------------------------------------ configuration
+    def config(self) -> dict:
+        """Resolved training settings (JSON-able)."""
+        return {
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "learning_rate": self.learning_rate,
+            "tau": self.tau,
+            "grad_clip": self.grad_clip,
+            "init": self.init,
+            "loss": "custom" if self.criterion is not None else self.loss,
+            "p": self.p,
+            "blur": self.blur,
+            "scaling": self.scaling,
+            "debias": self.debias,
+            "backend": self.backend,
+            "betas": list(self.betas),
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+            "device": self.device.type,
+            "checkpoint_path": None if self.checkpoint_path is None else str(self.checkpoint_path),
+            "checkpoint_every": self.checkpoint_every,
+            "early_stopping_patience": self.early_stopping_patience,
+            "log_every": self.log_every,
+            "verbose": self.verbose,
+        }
+
+    def make_criterion(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        if self.criterion is not None:
+            return self.criterion
+        import geomloss
+
+        return geomloss.SamplesLoss(
+            loss=self.loss,
+            p=self.p,
+            blur=self.blur,
+            scaling=self.scaling,
+            debias=self.debias,
+            backend=self.backend,
+        )
+
+    # ------------------------------------------------------------------ training
+    def _batch_loss(self, criterion, target: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        m = self.module
+        n, seq_len = target.shape[:2]
+        # Same draw order as hmmrnn.model.generate: noise, initial state, Gumbel.
+        x = _randn((n, seq_len, m.input_size), gen, self.device, torch.float32)
+        out, _, _ = m(x, tau=self.tau, init=self.init, gumbel=True, generator=gen)
+        return criterion(out.reshape(n, -1), target.reshape(n, -1))
+
+    def evaluate(self, data: torch.Tensor, generator: torch.Generator, criterion=None) -> float:
+        """Size-weighted mean loss over ``data`` (N, T, O) in chunks, with fresh noise."""
+        criterion = criterion or self.make_criterion()
+        was_training = self.module.training
+        self.module.eval()
+        total = 0.0
+        try:
+            with torch.no_grad():
+                for start in range(0, data.shape[0], self.batch_size):
+                    target = data[start : start + self.batch_size]
+                    loss = self._batch_loss(criterion, target, generator)
+                    total += loss.item() * target.shape[0]
+        finally:
+            self.module.train(was_training)
+        return total / data.shape[0]
+
+    def fit(self, train: Any, val: Any) -> TrainingResult:
+        """Train on one-hot ``train`` (N, T, O) and track the loss on ``val`` (M, T, O).
+
+        Resumes from ``checkpoint_path`` when it exists. Leaves the module holding the weights
+        of the last epoch run; the best ones are in the result.
+
+        Returns
+        -------
+        TrainingResult
+        """
+        m = self.module
+        train_t = as_one_hot_tensor(train, "train", m.output_size)
+        val_t = as_one_hot_tensor(val, "val", m.output_size)
+        if train_t.shape[1] != val_t.shape[1]:
+            raise ValueError(
+                f"train and val sequences must have the same length "
+                f"(got {train_t.shape[1]} and {val_t.shape[1]})"
+            )
+        fingerprint = _fingerprint(train_t, val_t)
+        train_t, val_t = train_t.to(self.device), val_t.to(self.device)
+        m.to(self.device)
+        gen = torch_generator(self.seed, self.device)
+        optimizer = torch.optim.Adam(
+            m.parameters(), lr=self.learning_rate, betas=self.betas, weight_decay=self.weight_decay
+        )
+        criterion = self.make_criterion()
+        state = {
+            "epoch": 0,
+            "train_loss": [],
+            "val_loss": [],
+            "epoch_seconds": [],
+            "best_epoch": -1,
+            "best_val_loss": math.inf,
+            "best_state": _cpu_state(m),
+            "epochs_since_best": 0,
+            "stopped_early": False,
+        }
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            state = self._resume(optimizer, gen, fingerprint)
+            logger.info("resumed from %s at epoch %d", self.checkpoint_path, state["epoch"])
+            if state["epoch"] > self.epochs:
+                logger.warning(
+                    "checkpoint %s already holds %d epochs (> epochs=%d); nothing to do",
+                    self.checkpoint_path,
+                    state["epoch"],
+                    self.epochs,
+                )
+
+        n_train = train_t.shape[0]
+        while state["epoch"] < self.epochs and not state["stopped_early"]:
+            epoch = state["epoch"]
+            t0 = time.perf_counter()
+            m.train()
+            order = torch.randperm(n_train, generator=gen, device=gen.device).to(self.device)
+            total = 0.0
+            for start in range(0, n_train, self.batch_size):
+                target = train_t[order[start : start + self.batch_size]]
+                loss = self._batch_loss(criterion, target, gen)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(m.parameters(), self.grad_clip)
+                optimizer.step()
+                total += loss.item() * target.shape[0]
+            train_loss = total / n_train
+            val_loss = self.evaluate(val_t, gen, criterion)
+            if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+                raise FloatingPointError(
+                    f"non-finite loss at epoch {epoch + 1} (train {train_loss}, val {val_loss}); "
+                    f"try a lower learning_rate (now {self.learning_rate})"
+                )
+            seconds = time.perf_counter() - t0
+            state["train_loss"].append(train_loss)
+            state["val_loss"].append(val_loss)
+            state["epoch_seconds"].append(seconds)
+            state["epoch"] = epoch + 1
+            if val_loss < state["best_val_loss"]:
+                state.update(
+                    best_val_loss=val_loss,
+                    best_epoch=epoch,
+                    best_state=_cpu_state(m),
+                    epochs_since_best=0,
+                )
+            else:
+                state["epochs_since_best"] += 1
+            patience = self.early_stopping_patience
+            if patience is not None and state["epochs_since_best"] >= patience:
+                state["stopped_early"] = True
+            if (epoch + 1) % self.log_every == 0 or state["epoch"] == self.epochs:
+                line = (
+                    f"epoch {epoch + 1}/{self.epochs} train_loss {train_loss:.5f} "
+                    f"val_loss {val_loss:.5f} ({seconds:.1f} s)"
+                )
+                logger.info(line)
+                if self.verbose:
+                    print(line, flush=True)
+            if state["stopped_early"]:
+                logger.info(
+                    "early stop: no val_loss improvement for %d epochs", state["epochs_since_best"]
+                )
+            if self.checkpoint_path is not None and (epoch + 1) % self.checkpoint_every == 0:
+                self._save(state, optimizer, gen, fingerprint)
+        if self.checkpoint_path is not None:
+            self._save(state, optimizer, gen, fingerprint)
+
+        return TrainingResult(
+            train_loss=list(state["train_loss"]),
+            val_loss=list(state["val_loss"]),
+            best_epoch=state["best_epoch"],
+            best_val_loss=state["best_val_loss"],
+            best_state_dict=copy.deepcopy(state["best_state"]),
+            epochs_run=state["epoch"],
+            stopped_early=state["stopped_early"],
+            epoch_seconds=list(state["epoch_seconds"]),
+            learning_rate=self.learning_rate,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def _resume_key(self, fingerprint: str) -> dict:
+        cfg = {k: v for k, v in self.config().items() if k not in _RESUMABLE_CHANGES}
+        return {"model": self.module.config(), "training": cfg, "data_sha256": fingerprint}
+
+    def _save(self, state: dict, optimizer, gen: torch.Generator, fingerprint: str) -> None:
+        trainer_state = {
+            "optimizer": optimizer.state_dict(),
+            "generator_state": gen.get_state(),
+            "epoch": state["epoch"],
+            "epoch_seconds": list(state["epoch_seconds"]),
+            "best_epoch": state["best_epoch"],
+            "best_val_loss": state["best_val_loss"],
+            "best_state": state["best_state"],
+            "epochs_since_best": state["epochs_since_best"],
+            "stopped_early": state["stopped_early"],
+        }
+        save_checkpoint(
+            self.checkpoint_path,
+            self.module.state_dict(),
+            config={**self._resume_key(fingerprint), "trainer": self.config()},
+            history={"train_loss": list(state["train_loss"]), "val_loss": list(state["val_loss"])},
+            seed=self.seed,
+            extra={"trainer_state": trainer_state},
+        )
+
+    def _resume(self, optimizer, gen: torch.Generator, fingerprint: str) -> dict:
+        path = self.checkpoint_path
+        ckpt = load_checkpoint(path)
+        ts = ckpt["extra"].get("trainer_state")
+        if not isinstance(ts, dict):
+            raise CheckpointError(f"checkpoint {str(path)!r} holds no trainer state to resume")
+        expected = self._resume_key(fingerprint)
+        saved = {k: ckpt["config"].get(k) for k in expected}
+        if saved != expected:
+            diffs = _diff(saved, expected)
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} was written by a run with other settings or data "
+                f"({'; '.join(diffs)}); delete it to start afresh"
+            )
+        self.module.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ts["optimizer"])
+        gen.set_state(ts["generator_state"])
+        return {
+            "epoch": int(ts["epoch"]),
+            "train_loss": list(ckpt["history"]["train_loss"]),
+            "val_loss": list(ckpt["history"]["val_loss"]),
+            "epoch_seconds": list(ts["epoch_seconds"]),
+            "best_epoch": int(ts["best_epoch"]),
+            "best_val_loss": float(ts["best_val_loss"]),
+            "best_state": ts["best_state"],
+            "epochs_since_best": int(ts["epochs_since_best"]),
+            "stopped_early": bool(ts["stopped_early"]),
+        }
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def _diff(saved: dict, expected: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(saved) | set(expected)):
+        a, b = saved.get(key), expected.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: checkpoint {a!r} vs now {b!r}")
+    return out
+
+
+def _positive_float(name: str, value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive finite number (got {value!r})") from None
+    if isinstance(value, bool) or not math.isfinite(out) or out <= 0:
+        raise ValueError(f"{name} must be a positive finite number (got {value!r})")
+    return out
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a bool (got {value!r})")
+    return bool(value)
+
+
+def sweep_learning_rates(
+    make_module: Callable[[], NoiseRNN],
+    learning_rates: Sequence[float],
+    train: Any,
+    val: Any,
+    **trainer_kwargs: Any,
+) -> tuple[float, dict[float, TrainingResult]]:
+    """Train one fresh module per learning rate and keep the lowest validation loss.
+
+    Parameters
+    ----------
+    make_module : callable
+        Returns a new, identically initialised :class:`NoiseRNN` for each learning rate.
+    learning_rates : sequence of float
+    train, val : array-like, shape (N, T, O) and (M, T, O)
+    **trainer_kwargs
+        Passed to :class:`Trainer`. A ``checkpoint_path`` gets a ``.lr<value>`` infix per
+        learning rate so that each run resumes from its own file.
+
+    Returns
+    -------
+    best_lr : float
+    results_by_lr : dict of float to TrainingResult
+    """
+    if isinstance(learning_rates, (int, float)) or len(learning_rates) == 0:
+        raise ValueError(f"learning_rates must be a non-empty sequence (got {learning_rates!r})")
+    if "learning_rate" in trainer_kwargs:
+        raise ValueError("pass learning rates through learning_rates, not learning_rate")
+    lrs = [_positive_float("learning rate", lr) for lr in learning_rates]
+    if len(set(lrs)) != len(lrs):
+        raise ValueError(f"learning_rates contains duplicates (got {list(learning_rates)})")
+    base_ckpt = trainer_kwargs.pop("checkpoint_path", None)
+    results: dict[float, TrainingResult] = {}
+    for lr in lrs:
+        kwargs = dict(trainer_kwargs)
+        if base_ckpt is not None:
+            base = Path(base_ckpt)
+            kwargs["checkpoint_path"] = base.with_name(f"{base.stem}.lr{lr:g}{base.suffix}")
+        logger.info("learning rate %g", lr)
+        results[lr] = Trainer(make_module(), learning_rate=lr, **kwargs).fit(train, val)
+    best_lr = min(lrs, key=lambda lr: results[lr].best_val_loss)
+    return best_lr, results

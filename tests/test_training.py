@@ -1,0 +1,216 @@
+"""Tests for hmmrnn.training: reproducibility, learning, best-weights copy, exact resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from hmmrnn.checkpoint import CheckpointError, load_checkpoint
+from hmmrnn.model import NoiseRNN, generate
+from hmmrnn.training import Trainer, sweep_learning_rates
+
+IN, H, OUT, T = 4, 16, 3, 5
+
+
+def markov_one_hot(n, seq_len, seed):
+    """Sticky 2-state chain; state 0 emits symbols 0/1 (0.9/0.1), state 1 emits 2/1 (0.9/0.1)."""
+    rng = np.random.default_rng(seed)
+    emission = np.array([[0.9, 0.1, 0.0], [0.0, 0.1, 0.9]])
+    states = np.zeros((n, seq_len), dtype=np.int64)
+    states[:, 0] = rng.integers(0, 2, n)
+    for t in range(1, seq_len):
+        stay = rng.random(n) < 0.9
+        states[:, t] = np.where(stay, states[:, t - 1], 1 - states[:, t - 1])
+    u = rng.random((n, seq_len))[..., None]
+    obs = (u > np.cumsum(emission[states], axis=-1)).sum(-1)
+    return np.eye(OUT, dtype=np.float32)[obs]
+
+
+TRAIN = markov_one_hot(256, T, 0)
+VAL = markov_one_hot(128, T, 1)
+
+
+def make_module(seed=0):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return NoiseRNN(IN, H, output_size=OUT, rnn_bias=True)
+
+
+def trainer(module=None, **kw):
+    kw = {"batch_size": 64, "epochs": 3, "learning_rate": 1e-2, "device": "cpu", **kw}
+    return Trainer(module if module is not None else make_module(), **kw)
+
+
+def assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+class MeanMatch:
+    """Differentiable stand-in loss; ``offset_per_call`` makes later calls look worse."""
+
+    def __init__(self, offset_per_call=0.0, fail_after=None):
+        self.calls = 0
+        self.offset_per_call = offset_per_call
+        self.fail_after = fail_after
+
+    def __call__(self, x, y):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("simulated preemption")
+        return ((x.mean(0) - y.mean(0)) ** 2).sum() + self.offset_per_call * self.calls
+
+
+def test_same_seed_same_weights_and_history():
+    m1, m2 = make_module(), make_module()
+    r1 = trainer(m1).fit(TRAIN, VAL)
+    r2 = trainer(m2).fit(TRAIN, VAL)
+    assert r1.train_loss == r2.train_loss and r1.val_loss == r2.val_loss
+    assert_same_state(m1.state_dict(), m2.state_dict())
+    r3 = trainer(make_module(), seed=1).fit(TRAIN, VAL)
+    assert r3.train_loss != r1.train_loss
+
+
+def test_training_decreases_sinkhorn_loss_and_matches_symbol_frequencies():
+    train, val = markov_one_hot(512, T, 2), markov_one_hot(256, T, 3)
+    m = make_module()
+    tr = trainer(m, batch_size=128, epochs=8)
+    before = tr.evaluate(torch.from_numpy(val), torch.Generator().manual_seed(99))
+    freq0 = generate(m, 2000, T, generator=torch.Generator().manual_seed(5)).outputs.mean((0, 1))
+    res = tr.fit(train, val)
+    freq1 = generate(m, 2000, T, generator=torch.Generator().manual_seed(5)).outputs.mean((0, 1))
+    assert res.best_val_loss < 0.7 * before
+    assert np.mean(res.val_loss[-3:]) < 0.8 * before
+    target = torch.from_numpy(val.mean((0, 1)))
+    # Untrained outputs are near uniform; the data emit the middle symbol only ~10 % of the time.
+    assert (freq1 - target).abs().sum() < 0.5 * (freq0 - target).abs().sum()
+
+
+def test_criterion_defaults_to_debiased_sinkhorn():
+    crit = trainer().make_criterion()
+    a = torch.from_numpy(TRAIN[:64].reshape(64, -1))
+    b = torch.from_numpy(VAL[:64].reshape(64, -1))
+    assert abs(crit(a, a).item()) < 1e-4  # debiased divergence of a cloud with itself is 0
+    assert crit(a, b).item() > 0.05
+
+
+def test_best_state_is_a_copy_of_the_best_epoch_weights():
+    # The loss offset grows with every call, so epoch 0 has the lowest validation loss while
+    # the weights keep changing afterwards.
+    res = trainer(criterion=MeanMatch(offset_per_call=1.0), epochs=4).fit(TRAIN, VAL)
+    assert res.best_epoch == 0 and res.best_val_loss == res.val_loss[0]
+    one = make_module()
+    trainer(one, criterion=MeanMatch(offset_per_call=1.0), epochs=1).fit(TRAIN, VAL)
+    assert_same_state(res.best_state_dict, one.state_dict())
+    last = make_module()
+    trainer(last, criterion=MeanMatch(offset_per_call=1.0), epochs=4).fit(TRAIN, VAL)
+    assert not torch.equal(res.best_state_dict["fc.weight"], last.state_dict()["fc.weight"])
+
+
+def test_early_stopping():
+    res = trainer(
+        criterion=MeanMatch(offset_per_call=1.0), epochs=10, early_stopping_patience=2
+    ).fit(TRAIN, VAL)
+    assert res.stopped_early and res.epochs_run == 3 and len(res.val_loss) == 3
+
+
+def test_resume_after_checkpoint_is_exact(tmp_path):
+    straight = make_module()
+    r_full = trainer(straight, epochs=6).fit(TRAIN, VAL)
+
+    ckpt = tmp_path / "run" / "train_state.pth"
+    r_half = trainer(make_module(), epochs=3, checkpoint_path=ckpt).fit(TRAIN, VAL)
+    assert ckpt.exists() and r_half.epochs_run == 3
+    assert load_checkpoint(ckpt)["extra"]["trainer_state"]["epoch"] == 3
+    # A fresh module with other initial weights: everything must come from the checkpoint.
+    resumed = make_module(seed=123)
+    r_res = trainer(resumed, epochs=6, checkpoint_path=ckpt).fit(TRAIN, VAL)
+
+    assert r_res.train_loss == r_full.train_loss and r_res.val_loss == r_full.val_loss
+    assert (r_res.best_epoch, r_res.best_val_loss) == (r_full.best_epoch, r_full.best_val_loss)
+    assert_same_state(resumed.state_dict(), straight.state_dict())
+    assert_same_state(r_res.best_state_dict, r_full.best_state_dict)
+    assert [p.name for p in ckpt.parent.iterdir()] == ["train_state.pth"]  # no temp files left
+
+
+def test_resume_after_preemption_mid_epoch_is_exact(tmp_path):
+    straight = make_module()
+    r_full = trainer(straight, epochs=5, criterion=MeanMatch()).fit(TRAIN, VAL)
+
+    ckpt = tmp_path / "state.pth"
+    # 4 train + 2 val batches per epoch: dies during epoch 4, after the epoch-2 checkpoint.
+    with pytest.raises(KeyboardInterrupt):
+        trainer(
+            epochs=5, checkpoint_path=ckpt, checkpoint_every=2, criterion=MeanMatch(fail_after=20)
+        ).fit(TRAIN, VAL)
+    assert load_checkpoint(ckpt)["extra"]["trainer_state"]["epoch"] == 2
+    resumed = make_module(seed=7)
+    r_res = trainer(resumed, epochs=5, checkpoint_path=ckpt, criterion=MeanMatch()).fit(TRAIN, VAL)
+    assert r_res.train_loss == r_full.train_loss and r_res.val_loss == r_full.val_loss
+    assert_same_state(resumed.state_dict(), straight.state_dict())
+
+
+def test_resume_refuses_other_settings_or_data(tmp_path):
+    ckpt = tmp_path / "state.pth"
+    trainer(epochs=1, checkpoint_path=ckpt).fit(TRAIN, VAL)
+    with pytest.raises(CheckpointError, match="batch_size"):
+        trainer(epochs=2, batch_size=32, checkpoint_path=ckpt).fit(TRAIN, VAL)
+    with pytest.raises(CheckpointError, match="data_sha256"):
+        trainer(epochs=2, checkpoint_path=ckpt).fit(TRAIN[::-1].copy(), VAL)
+
+
+def test_sweep_learning_rates_keeps_best_and_matches_single_runs(tmp_path):
+    lrs = [1e-2, 1e-4]
+    best_lr, results = sweep_learning_rates(
+        make_module, lrs, TRAIN, VAL, batch_size=64, epochs=2, device="cpu",
+        checkpoint_path=tmp_path / "s.pth",
+    )  # fmt: skip
+    assert sorted(results) == sorted(lrs)
+    assert results[best_lr].best_val_loss == min(r.best_val_loss for r in results.values())
+    single = trainer(epochs=2, learning_rate=1e-4).fit(TRAIN, VAL)
+    assert results[1e-4].val_loss == single.val_loss
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.lr0.0001.pth", "s.lr0.01.pth"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"epochs": -1}, "epochs"),
+        ({"learning_rate": -1e-3}, "learning_rate"),
+        ({"tau": 0}, "tau"),
+        ({"grad_clip": 0}, "grad_clip"),
+        ({"loss": "wasserstein"}, "loss"),
+        ({"p": 3}, "p must be"),
+        ({"blur": 0}, "blur"),
+        ({"scaling": 1.5}, "scaling"),
+        ({"betas": (1.0, 0.9)}, "betas"),
+        ({"weight_decay": -1}, "weight_decay"),
+        ({"backend": "gpu"}, "backend"),
+        ({"checkpoint_every": 0}, "checkpoint_every"),
+        ({"early_stopping_patience": 0}, "early_stopping_patience"),
+        ({"device": 3.5}, "device"),
+        ({"criterion": "mse"}, "criterion"),
+    ],
+)
+def test_bad_trainer_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        trainer(**kwargs)
+
+
+def test_bad_data_and_module():
+    with pytest.raises(ValueError, match="NoiseRNN"):
+        Trainer(torch.nn.Linear(2, 2))
+    tr = trainer()
+    with pytest.raises(ValueError, match="symbols"):
+        tr.fit(TRAIN[..., :2], VAL[..., :2])
+    with pytest.raises(ValueError, match="same length"):
+        tr.fit(TRAIN, VAL[:, :3])
+    with pytest.raises(ValueError, match="num_seq, seq_len, outputs"):
+        tr.fit(TRAIN[0], VAL)
+    bad = TRAIN.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tr.fit(bad, VAL)
+    with pytest.raises(ValueError, match="duplicates"):
+        sweep_learning_rates(make_module, [1e-3, 1e-3], TRAIN, VAL)
