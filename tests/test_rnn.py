@@ -135,6 +135,7 @@ def test_plots_written_atomically(tmp_path):
         {"lr=0.01": ([3, 2, 1], [3.5, 2.5, 2.7]), "lr=0.001": ([3, 2.9], [3.4, 3.3])},
         tmp_path / "figs" / "sweep.png",
         title="sweep",
+        dpi=50,
     )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["loss.pdf", "sweep.png"]

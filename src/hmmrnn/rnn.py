@@ -318,11 +318,15 @@ class RNN:
         obj._apply_checkpoint(ckpt)
         return obj
 
-    def plot_losses(self, save_path: str | os.PathLike, title: str | None = None) -> Path:
+    def plot_losses(
+        self, save_path: str | os.PathLike, title: str | None = None, dpi: int = 150
+    ) -> Path:
         """Plot the training and validation loss curves to ``save_path``."""
         if not self._train_losses:
             raise ValueError("no loss history to plot: train the model first")
-        return plot_loss_curves(self._train_losses, self._val_losses, save_path, title=title)
+        return plot_loss_curves(
+            self._train_losses, self._val_losses, save_path, title=title, dpi=dpi
+        )
 
 
 def plot_loss_curves(
@@ -330,12 +334,14 @@ def plot_loss_curves(
     val_loss: Sequence[float] | str | os.PathLike | None = None,
     path: str | os.PathLike | None = None,
     title: str | None = None,
+    dpi: int = 150,
 ) -> Path:
     """Plot training (dashed) and validation (solid) loss per epoch, atomically to ``path``.
 
     Either ``plot_loss_curves(train, val, path)`` or, for several runs (e.g. learning rates),
     ``plot_loss_curves({label: (train, val)}, path)``. The best validation epoch is marked.
-    The format follows the suffix of ``path`` (pdf, png, svg, ...).
+    The format follows the suffix of ``path`` (pdf, png, svg, ...); ``dpi`` applies to raster
+    formats.
 
     Returns
     -------
@@ -382,5 +388,5 @@ def plot_loss_curves(
     ax.grid(True, alpha=0.3)
     ax.legend()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt)
+        fig.savefig(tmp, format=fmt, dpi=dpi)
     return path
