@@ -176,6 +176,16 @@ def test_test_class_samples_reproducibly(hmm):
     assert res.meta["dynamics_mode"] == "full"
 
 
+def test_test_class_accepts_user_facing_rnn(hmm):
+    from hmmrnn.rnn import RNN
+
+    rnn = RNN(input_size=4, hidden_size=8, output_size=3, device="cpu", seed=3)
+    via_wrapper = Test(hmm, rnn, 20, 10, seed=1).gen_test_data()["rnn"]
+    via_module = Test(hmm, rnn.module, 20, 10, seed=1).gen_test_data()["rnn"]
+    np.testing.assert_array_equal(via_wrapper, via_module)
+    assert set(np.unique(via_wrapper)) <= {0, 1, 2}
+
+
 def test_sinkhorn_matching_identical_sets(hmm, samples):
     pytest.importorskip("hmmrnn.sinkhorn")
     a, _ = samples
