@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,8 @@ _NPZ_KEYS = (
     "dynamics_mode",
     "outputs",
 )
-# Rows per chunk when accumulating the covariance: bounds the float64 copy to ~80 MB at H=150.
-_CHUNK_ROWS = 65536
+# Rows per chunk in the covariance: float32 sums over at most this many rows stay accurate.
+_CHUNK_ROWS = 32768
 
 
 def _check_dynamics_mode(dynamics_mode: str) -> None:
@@ -177,9 +178,9 @@ def run_pca(
 ) -> PCAResult:
     """PCA of hidden states by eigen-decomposition of their covariance.
 
-    Deterministic: the same data give bit-identical results (fixed component signs, no
-    randomised solver). The covariance is accumulated in float64 chunks, so 10^6 states of
-    dimension 150 need neither an SVD of the full matrix nor a float64 copy of it.
+    Deterministic: the same data give identical results (fixed component signs, no randomised
+    solver). The covariance is accumulated chunk by chunk, so 10^6 states of dimension 150 need
+    neither an SVD of the full matrix nor a float64 copy of it.
 
     Parameters
     ----------
@@ -232,15 +233,28 @@ def run_pca(
         )
     _check_dynamics_mode(dynamics_mode)
 
-    flat = hidden.reshape(n * t, h)
-    if not np.isfinite(flat).all():
+    import torch
+
+    # float32 states (what the RNN produces) are multiplied in float32, chunk by chunk, and the
+    # chunk products summed in float64: ~1e-7 relative error, several times faster than float64.
+    # Any other input is handled in float64.
+    dtype = np.float32 if hidden.dtype == np.float32 else np.float64
+    flat_np = np.ascontiguousarray(hidden.reshape(n * t, h), dtype=dtype)
+    with warnings.catch_warnings():
+        # Read-only input (e.g. a memory-mapped file) is fine: the tensor is only read.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        flat = torch.from_numpy(flat_np)
+    mean = flat_np.mean(axis=0, dtype=np.float64)
+    # A float64 sum of finite float32/float64 values is finite, so this catches any NaN or inf
+    # in the data without a pass over it.
+    if not np.isfinite(mean).all():
         raise ValueError("hidden_states contain NaN or infinite values")
-    mean = flat.mean(axis=0, dtype=np.float64)
-    cov = np.zeros((h, h))
-    for start in range(0, flat.shape[0], _CHUNK_ROWS):
-        chunk = flat[start : start + _CHUNK_ROWS].astype(np.float64) - mean
-        cov += chunk.T @ chunk
-    cov /= flat.shape[0] - 1
+    mean_c = torch.from_numpy(mean.astype(dtype))
+    cov = torch.zeros((h, h), dtype=torch.float64)
+    for start in range(0, n * t, _CHUNK_ROWS):
+        chunk = flat[start : start + _CHUNK_ROWS] - mean_c
+        cov += (chunk.T @ chunk).double()
+    cov = cov.numpy() / (n * t - 1)
 
     eigvals, eigvecs = np.linalg.eigh(cov)  # ascending
     order = np.argsort(eigvals)[::-1][:n_components]
@@ -251,10 +265,12 @@ def run_pca(
     total = np.trace(cov)
     ratio = np.clip(eigvals[order], 0.0, None) / total if total > 0 else np.zeros(n_components)
 
-    projected = np.empty((n * t, n_components), dtype=np.float32)
-    for start in range(0, flat.shape[0], _CHUNK_ROWS):
-        chunk = flat[start : start + _CHUNK_ROWS].astype(np.float64) - mean
-        projected[start : start + _CHUNK_ROWS] = chunk @ components.T
+    projected = torch.empty((n * t, n_components), dtype=flat.dtype)
+    comps_t = torch.from_numpy(components.T.astype(dtype))
+    rows = 4 * _CHUNK_ROWS  # no long sums here: larger chunks, fewer calls
+    for start in range(0, n * t, rows):
+        torch.mm(flat[start : start + rows] - mean_c, comps_t, out=projected[start : start + rows])
+    projected = projected.numpy().astype(np.float32, copy=False)
     return PCAResult(
         components=components,
         mean=mean,
@@ -468,7 +484,8 @@ def plot_trajectory_3d(result: PCAResult, path: str | os.PathLike, num_points: i
     """Save :func:`trajectory_figure_3d` as an interactive HTML page that works offline.
 
     The page loads ``plotly.min.js`` from its own directory instead of inlining the 4.6 MB
-    bundle; the bundle is written there once if missing.
+    bundle; the bundle is written there once if missing. The page takes about 100 bytes per
+    point (110 kB for the default 1000 points), so stay under ~9000 points for 1 MB.
     """
     return _save_html(trajectory_figure_3d(result, num_points), path)
 
