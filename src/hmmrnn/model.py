@@ -11,6 +11,7 @@ so that the distribution of its output sequences can be fitted to a Hidden Marko
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -251,16 +252,19 @@ class Generated:
     inputs: torch.Tensor | None = None
 
 
-def _input_only_hidden(module: NoiseRNN, x: torch.Tensor) -> torch.Tensor:
-    """``h_t = relu(W_ih in_t + b_ih + b_hh)`` layer by layer: no recurrent weight term."""
-    layer_in = x
-    for layer in range(module.num_layers):
-        pre = layer_in @ getattr(module.rnn, f"weight_ih_l{layer}").T
-        if module.rnn_bias:
-            pre = pre + getattr(module.rnn, f"bias_ih_l{layer}")
-            pre = pre + getattr(module.rnn, f"bias_hh_l{layer}")
-        layer_in = torch.relu(pre)
-    return layer_in
+def _input_only_rnn(module: NoiseRNN) -> nn.RNN:
+    """A copy of the recurrent layer whose recurrent weights are the identity.
+
+    This is the paper's "input only" ablation: the hidden state keeps integrating the noise
+    through ``h_t = relu(W_ih x_t + b_ih + h_{t-1} + b_hh)``, but the learned recurrent
+    weights play no part.
+    """
+    rnn = copy.deepcopy(module.rnn)
+    with torch.no_grad():
+        for layer in range(module.num_layers):
+            weight = getattr(rnn, f"weight_hh_l{layer}")
+            weight.copy_(torch.eye(module.hidden_size, dtype=weight.dtype, device=weight.device))
+    return rnn
 
 
 def generate(
@@ -297,9 +301,8 @@ def generate(
         One-hot samples (True) or softmax probabilities (False) as ``outputs``.
     dynamics_mode : {"full", "recurrence_only", "input_only"}
         ``"full"``: the trained dynamics. ``"recurrence_only"``: the noise input is replaced
-        by zeros (biases kept). ``"input_only"``: the recurrent weight term is dropped,
-        ``h_t = relu(W_ih x_t + b_ih + b_hh)`` (the initial state is then irrelevant, but
-        still drawn so that the other draws match the other modes).
+        by zeros (biases kept). ``"input_only"``: the recurrent weights are replaced by the
+        identity, ``h_t = relu(W_ih x_t + b_ih + h_{t-1} + b_hh)`` (the paper's ablation).
     generator : torch.Generator, optional
         Source of all random draws; the global torch RNG when None.
     batch_size : int, optional
@@ -327,6 +330,7 @@ def generate(
     outputs, hiddens, logits_all, inputs = [], [], [], []
     was_training = module.training
     module.eval()
+    input_only_rnn = _input_only_rnn(module) if dynamics_mode == "input_only" else None
     try:
         with torch.no_grad():
             for start in range(0, num_seq, batch_size):
@@ -338,7 +342,7 @@ def generate(
                 elif dynamics_mode == "recurrence_only":
                     hidden, _ = module.rnn(torch.zeros_like(x), h0)
                 else:
-                    hidden = _input_only_hidden(module, x)
+                    hidden, _ = input_only_rnn(x, h0)
                 logits = module.fc(hidden)
                 out = sample_outputs(logits, tau, gumbel, generator)
                 outputs.append(out.cpu())
