@@ -1,0 +1,226 @@
+"""The benchmark baselines compute what the library computes, and the harness reports right.
+
+Timings are not tested; these are correctness checks on tiny inputs.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import baselines  # noqa: E402
+import run_all  # noqa: E402
+
+from hmmrnn.hmm import HMM  # noqa: E402
+from hmmrnn.metrics import transition_counts  # noqa: E402
+from hmmrnn.model import NoiseRNN, generate  # noqa: E402
+from hmmrnn.training import Trainer  # noqa: E402
+
+# ------------------------------------------------------------------------------ baselines
+
+
+def test_loop_transition_counts_known_answer():
+    obs = np.array([[0, 0, 1, 2], [2, 1, 1, 0]])
+    expected = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 0]])  # 0-0, 0-1, 1-2 | 2-1, 1-1, 1-0
+    np.testing.assert_array_equal(baselines.loop_transition_counts(obs, 3), expected)
+    np.testing.assert_array_equal(transition_counts(obs, 3), expected)
+
+
+def test_loop_transition_counts_equal_library():
+    obs = np.random.default_rng(0).integers(0, 4, size=(50, 17))
+    np.testing.assert_array_equal(
+        baselines.loop_transition_counts(obs, 4), transition_counts(obs, 4)
+    )
+
+
+def test_hmmlearn_sample_deterministic_chain_equals_ours():
+    # Start in state 0, cycle 0 -> 1 -> 2 -> 0, emit (state + 1) mod 3: one possible sequence.
+    hmm = HMM(
+        states=3,
+        outputs=3,
+        start_prob=[1.0, 0.0, 0.0],
+        transition_matrix=[[0, 1, 0], [0, 0, 1], [1, 0, 0]],
+        emission_matrix=[[0, 1, 0], [0, 0, 1], [1, 0, 0]],
+    )
+    obs, states = baselines.hmmlearn_sample(
+        hmm.start_prob, hmm.transition_matrix, hmm.emission_matrix, 4, 7, seed=3
+    )
+    expected_states = np.tile([0, 1, 2, 0, 1, 2, 0], (4, 1))
+    np.testing.assert_array_equal(states, expected_states)
+    np.testing.assert_array_equal(obs, (expected_states + 1) % 3)
+    ours_obs, ours_states = hmm.sample(4, 7, rng=0)
+    np.testing.assert_array_equal(ours_obs, obs)
+    np.testing.assert_array_equal(ours_states, states)
+    assert obs.dtype == np.int64 and obs.shape == (4, 7)
+
+
+def test_hmmlearn_sample_statistics_match_ours():
+    hmm = HMM(states=2, outputs=3, transition_matrix=[[0.9, 0.1], [0.3, 0.7]])
+    obs_b, states_b = baselines.hmmlearn_sample(
+        hmm.start_prob, hmm.transition_matrix, hmm.emission_matrix, 400, 20, seed=0
+    )
+    obs_o, states_o = hmm.sample(400, 20, rng=0)
+    for s in (states_b, states_o):  # 7600 transitions: the 0.1 entry is within ~0.01
+        counts = transition_counts(s, 2)
+        np.testing.assert_allclose(
+            counts / counts.sum(1, keepdims=True), hmm.transition_matrix, atol=0.03
+        )
+    assert set(np.unique(obs_b)) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_rnn_loop_with_same_noise_equals_generate(bias):
+    torch.manual_seed(0)
+    module = NoiseRNN(5, 7, output_size=3, rnn_bias=bias, readout_bias=bias)
+    n, seq_len, seed = 4, 6, 11
+    gen = generate(module, n, seq_len, generator=torch.Generator().manual_seed(seed))
+    # generate draws, in order: the noise (n, T, I), then the initial state (1, n, H).
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn((n, seq_len, 5), generator=g)
+    h0 = torch.randn((1, n, 7), generator=g)[0]
+    loop = baselines.rnn_loop_generate(module, n, seq_len, noise=noise, h0=h0)
+    torch.testing.assert_close(loop["hidden"], gen.hidden, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loop["logits"], gen.logits, rtol=1e-5, atol=1e-5)
+    out = loop["outputs"]
+    assert out.shape == (n, seq_len, 3) and torch.equal(out.sum(-1), torch.ones(n, seq_len))
+    np.testing.assert_array_equal(loop["observations"], out.argmax(-1).numpy())
+
+
+def test_rnn_loop_without_init_starts_from_zero():
+    torch.manual_seed(1)
+    module = NoiseRNN(3, 4)
+    noise = torch.randn(2, 3, 3)
+    loop = baselines.rnn_loop_generate(module, 2, 3, init=False, noise=noise)
+    first = torch.relu(noise[:, 0] @ module.rnn.weight_ih_l0.detach().T)
+    torch.testing.assert_close(loop["hidden"][:, 0], first)
+
+
+def test_paper_style_loss_equals_trainer_loss():
+    import geomloss
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.one_hot(torch.randint(0, 3, (64, 30), generator=g), 3).float()
+    b = torch.nn.functional.one_hot(torch.randint(0, 3, (64, 30), generator=g), 3).float()
+    a, b = a.reshape(64, -1), b.reshape(64, -1)
+    ours = Trainer(NoiseRNN(4, 5)).make_criterion()
+    paper = geomloss.SamplesLoss(blur=0.2)
+    torch.testing.assert_close(ours(a, b), paper(a, b), rtol=1e-5, atol=1e-6)
+    assert paper(a, a).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_paper_style_train_step_updates_and_outputs_one_hot():
+    import geomloss
+
+    torch.manual_seed(0)
+    model = baselines.PaperStyleRNN(4, 6, 3)
+    out = model(torch.randn(5, 7, 4))
+    assert out.shape == (5, 7, 3) and torch.equal(out.sum(-1), torch.ones(5, 7))
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    targets = torch.nn.functional.one_hot(torch.randint(0, 3, (16, 7)), 3).float()
+    loss = baselines.paper_style_train_step(
+        model, optimizer, geomloss.SamplesLoss(blur=0.2), targets
+    )
+    assert np.isfinite(loss) and loss > 0
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+
+
+def test_paper_style_figure_has_two_traces_per_step(tmp_path):
+    projected = np.arange(30, dtype=np.float32).reshape(10, 3)
+    fig = baselines.paper_style_figure_3d(projected, np.zeros(10, int), num_points=4)
+    assert [t.type for t in fig.data] == ["scatter3d", "cone"] * 4
+    assert list(fig.data[2].x) == [3.0, 6.0]  # step 1 joins points 1 (x=3) and 2 (x=6)
+    path = baselines.write_html_inline(fig, tmp_path / "f.html")
+    assert path.stat().st_size > 1_000_000  # the plotly.js bundle is inside
+
+
+# ------------------------------------------------------------------------------ harness
+
+
+def test_timed_reports_extra_memory_of_the_call():
+    def allocate():
+        a = np.ones(40_000_000 // 8)  # 40 MB, touched
+        return float(a.sum())
+
+    m = run_all.timed(allocate, reps=3)
+    assert len(m["times"]) == 3 and m["seconds"] == sorted(m["times"])[1]
+    assert m["last"] == 5_000_000.0
+    if run_all.reset_peak():  # Linux: per-call peak
+        assert 35e6 < m["extra_bytes"] < 80e6
+    assert m["peak_bytes"] >= m["rss_before_bytes"]
+
+
+def test_replace_between_markers_only_touches_the_block():
+    text = f"# T\nintro\n{run_all.START_MARKER}\nold table\n{run_all.END_MARKER}\nafter\n"
+    new = run_all.replace_between_markers(text, "| new |")
+    assert new == f"# T\nintro\n{run_all.START_MARKER}\n| new |\n{run_all.END_MARKER}\nafter\n"
+    assert run_all.replace_between_markers(new, "| new |") == new
+    assert run_all.replace_between_markers("no markers", "x") is None
+    swapped = f"{run_all.END_MARKER}\n{run_all.START_MARKER}"
+    assert run_all.replace_between_markers(swapped, "x") is None
+    twice = text + run_all.START_MARKER
+    assert run_all.replace_between_markers(twice, "x") is None
+
+
+def _speed(seconds, scale=1.0, n=10, **kw):
+    return {
+        "seconds": seconds,
+        "seconds_scaled": seconds * scale,
+        "scale": scale,
+        "n": n,
+        "peak_bytes": 1e8,
+        "extra_bytes": 1e7,
+        **kw,
+    }
+
+
+def test_build_rows_ratios_targets_and_extrapolation_labels():
+    s = run_all.QUICK
+    results = {
+        "hmm_ours": _speed(0.05),
+        "hmm_baseline": _speed(0.75, scale=10, n=3000),  # 7.5 s / 0.05 s = 150x
+        "rnn_ours": _speed(2.0),
+        "rnn_baseline": _speed(1.0, scale=30, n=1000),  # 30 s / 2 s = 15x < 30x
+        "match_ours": _speed(10.0, n_iter=200),
+        "match_dense": _speed(12.0, scale=25, n=2000, n_iter=150, extra_bytes_scaled=2e9),
+        "test_ours": _speed(100.0, peak_bytes=2e9),
+        "pca_ours": _speed(2.0),
+        "pca_baseline": _speed(2.6, scale=10, n=90000),  # 26 s / 2 s = 13x
+        "train_ours": _speed(4.0),
+        "train_baseline": _speed(5.0),
+        "html": {
+            "ours_bytes": 500_000,
+            "plotly_js_bytes": 4_600_000,
+            "baseline_bytes": 6_000_000,
+            "num_points": 3000,
+        },
+        "dryrun_complete": {"seconds": 2.0, "config": ".test/config/config.yaml"},
+        "dryrun_sweep": {"error": "boom"},
+    }
+    row_list = run_all.build_rows(results, s)
+    rows = {r.what.split(" (")[0]: r for r in row_list}
+    assert len(rows) == len(row_list) == 10  # transition counts were not run: no row
+    hmm = rows["HMM sampling"]
+    assert hmm.result == "150x faster" and hmm.met is True
+    assert "extrapolated x10 from 3000" in hmm.baseline
+    assert rows["RNN generation"].met is False
+    match = rows["Sinkhorn matching"]
+    assert match.result == "30x faster" and match.met is True and "x25" in match.baseline
+    memory = rows["Sinkhorn matching: extra memory"]
+    assert memory.met is True and memory.baseline.startswith("2.00 GB (extrapolated")
+    assert rows["Full test"].met is True and "extrapolated" in rows["Full test"].baseline
+    assert rows["Hidden states for PCA"].result == "13x faster"
+    assert rows["Hidden states for PCA"].met is True
+    assert rows["One training step"].result == "1.25x as fast"
+    assert rows["3D trajectory HTML"].met is True
+    assert rows["Dry run after a complete run"].met is True
+    sweep = rows["Dry run of the 144-model sweep"]
+    assert sweep.met is None and sweep.result == "error: boom"
+    assert "Transition counts" not in rows
+    table = run_all.render_table(row_list, s, "test machine")
+    assert table.count("\n| ") == 2 + len(row_list)  # header, separator, one line per row
