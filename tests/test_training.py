@@ -172,6 +172,69 @@ def test_sweep_learning_rates_keeps_best_and_matches_single_runs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.lr0.0001.pth", "s.lr0.01.pth"]
 
 
+def test_recurrent_identity_is_added_once_at_a_fresh_start(tmp_path):
+    shifted = make_module()
+    with torch.no_grad():
+        shifted.rnn.weight_hh_l0.add_(0.8 * torch.eye(H))
+    ref = trainer(shifted, criterion=MeanMatch()).fit(TRAIN, VAL)
+    m = make_module()
+    res = trainer(m, criterion=MeanMatch(), recurrent_identity=0.8).fit(TRAIN, VAL)
+    assert res.train_loss == ref.train_loss
+    assert_same_state(m.state_dict(), shifted.state_dict())
+    # A resumed run takes W_hh from the checkpoint and must not add the identity again.
+    ckpt = tmp_path / "state.pth"
+    kw = {"criterion": MeanMatch(), "recurrent_identity": 0.8, "checkpoint_path": ckpt}
+    trainer(make_module(), epochs=2, **kw).fit(TRAIN, VAL)
+    resumed = make_module()
+    trainer(resumed, **kw).fit(TRAIN, VAL)
+    assert_same_state(resumed.state_dict(), m.state_dict())
+
+
+def test_cosine_schedule_values_and_training():
+    tr = trainer(learning_rate=0.1, lr_schedule="cosine", lr_min=0.02)
+    assert tr.learning_rate_at(0, 5) == pytest.approx(0.1)
+    assert tr.learning_rate_at(2, 5) == pytest.approx(0.06)  # halfway: the mean
+    assert tr.learning_rate_at(4, 5) == pytest.approx(0.02)
+    assert trainer(learning_rate=0.1).learning_rate_at(4, 5) == 0.1
+    # lr_min == learning_rate is the constant schedule, bit for bit.
+    a, b = make_module(), make_module()
+    ra = trainer(a, lr_schedule="cosine", lr_min=1e-2).fit(TRAIN, VAL)
+    rb = trainer(b).fit(TRAIN, VAL)
+    assert ra.train_loss == rb.train_loss
+    assert_same_state(a.state_dict(), b.state_dict())
+    c = make_module()
+    rc = trainer(c, lr_schedule="cosine", lr_min=0.0).fit(TRAIN, VAL)
+    assert rc.train_loss[0] == ra.train_loss[0]  # the first step uses the full rate
+    assert rc.train_loss[1:] != ra.train_loss[1:]
+
+
+def test_cosine_schedule_resumes_exactly_and_fixes_epochs(tmp_path):
+    kw = {"lr_schedule": "cosine", "lr_min": 1e-4, "criterion": MeanMatch()}
+    straight = make_module()
+    r_full = trainer(straight, epochs=4, **kw).fit(TRAIN, VAL)
+    ckpt = tmp_path / "state.pth"
+    with pytest.raises(KeyboardInterrupt):
+        trainer(
+            epochs=4, checkpoint_path=ckpt, checkpoint_every=2,
+            **{**kw, "criterion": MeanMatch(fail_after=15)},
+        ).fit(TRAIN, VAL)  # fmt: skip
+    resumed = make_module(seed=5)
+    r_res = trainer(resumed, epochs=4, checkpoint_path=ckpt, **kw).fit(TRAIN, VAL)
+    assert r_res.train_loss == r_full.train_loss
+    assert_same_state(resumed.state_dict(), straight.state_dict())
+    with pytest.raises(CheckpointError, match="epochs"):
+        trainer(epochs=6, checkpoint_path=ckpt, **kw).fit(TRAIN, VAL)
+
+
+def test_max_val_seq_evaluates_a_prefix_of_the_validation_set():
+    full = trainer(criterion=MeanMatch()).fit(TRAIN, VAL)
+    same = trainer(criterion=MeanMatch(), max_val_seq=len(VAL)).fit(TRAIN, VAL)
+    assert same.val_loss == full.val_loss
+    part = trainer(criterion=MeanMatch(), max_val_seq=64).fit(TRAIN, VAL)
+    prefix = trainer(criterion=MeanMatch()).fit(TRAIN, VAL[:64])
+    assert part.val_loss == prefix.val_loss and part.val_loss != full.val_loss
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -191,6 +254,10 @@ def test_sweep_learning_rates_keeps_best_and_matches_single_runs(tmp_path):
         ({"early_stopping_patience": 0}, "early_stopping_patience"),
         ({"device": 3.5}, "device"),
         ({"criterion": "mse"}, "criterion"),
+        ({"recurrent_identity": -0.1}, "recurrent_identity"),
+        ({"lr_schedule": "step"}, "lr_schedule"),
+        ({"lr_min": 1.0}, "lr_min"),
+        ({"max_val_seq": 0}, "max_val_seq"),
     ],
 )
 def test_bad_trainer_arguments(kwargs, match):

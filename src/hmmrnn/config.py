@@ -118,6 +118,10 @@ class TrainingConfig:
     weight_decay: float = _spec(0.0, min=0.0)
     checkpoint_every: int = _spec(10, min=1)
     early_stopping_patience: int | None = _spec(None, min=1)
+    recurrent_identity: float = _spec(0.0, min=0.0)
+    lr_schedule: str = _spec("constant", choices=("constant", "cosine"))
+    lr_min: float = _spec(0.0, min=0.0)
+    max_val_seq: int | None = _spec(None, min=1)
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,10 @@ def trainer_kwargs(training: TrainingConfig) -> dict[str, Any]:
         "weight_decay": training.weight_decay,
         "checkpoint_every": training.checkpoint_every,
         "early_stopping_patience": training.early_stopping_patience,
+        "recurrent_identity": training.recurrent_identity,
+        "lr_schedule": training.lr_schedule,
+        "lr_min": training.lr_min,
+        "max_val_seq": training.max_val_seq,
     }
 
 

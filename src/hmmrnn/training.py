@@ -34,6 +34,7 @@ logger = logging.getLogger("hmmrnn.training")
 
 GEOMLOSS_LOSSES = ("sinkhorn", "hausdorff", "energy", "gaussian", "laplacian")
 GEOMLOSS_BACKENDS = ("tensorized", "online", "multiscale", "auto")
+LR_SCHEDULES = ("constant", "cosine")
 # Settings that may change between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = (
     "epochs",
@@ -158,6 +159,20 @@ class Trainer:
         Log a progress line every ``log_every`` epochs.
     verbose : bool
         Also print the progress lines to stdout.
+    recurrent_identity : float
+        Added times the identity to every layer's recurrent weights ``W_hh`` when a fit starts
+        from scratch (not on resume). A value near 1 gives the network slowly decaying
+        memory from the first step, which lets it learn persistent (sticky) output statistics
+        instead of sitting on the plateau where only symbol frequencies match.
+        0 keeps the module's own initialisation (the paper's setting).
+    lr_schedule : {"constant", "cosine"}
+        ``"cosine"`` decays the step size from ``learning_rate`` to ``lr_min`` over all
+        ``epochs`` (per optimizer step); then ``epochs`` cannot change on resume.
+    lr_min : float
+        Final step size of the cosine schedule.
+    max_val_seq : int, optional
+        Evaluate the validation loss on only the first ``max_val_seq`` sequences (faster
+        epochs); all of them when None.
     """
 
     def __init__(
@@ -186,6 +201,10 @@ class Trainer:
         early_stopping_patience: int | None = None,
         log_every: int = 1,
         verbose: bool = False,
+        recurrent_identity: float = 0.0,
+        lr_schedule: str = "constant",
+        lr_min: float = 0.0,
+        max_val_seq: int | None = None,
     ) -> None:
         if not isinstance(module, NoiseRNN):
             raise ValueError(f"module must be a NoiseRNN (got {type(module).__name__})")
@@ -236,6 +255,20 @@ class Trainer:
         )
         self.log_every = _check_positive_int("log_every", log_every)
         self.verbose = _check_bool("verbose", verbose)
+        self.recurrent_identity = _nonnegative_float("recurrent_identity", recurrent_identity)
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {list(LR_SCHEDULES)} (got {lr_schedule!r})"
+            )
+        self.lr_schedule = lr_schedule
+        self.lr_min = _nonnegative_float("lr_min", lr_min)
+        if self.lr_min > self.learning_rate:
+            raise ValueError(
+                f"lr_min must be at most learning_rate = {self.learning_rate} (got {lr_min!r})"
+            )
+        self.max_val_seq = (
+            None if max_val_seq is None else _check_positive_int("max_val_seq", max_val_seq)
+        )
 
     # ------------------------------------------------------------------ configuration
     def config(self) -> dict:
@@ -262,7 +295,20 @@ class Trainer:
             "early_stopping_patience": self.early_stopping_patience,
             "log_every": self.log_every,
             "verbose": self.verbose,
+            "recurrent_identity": self.recurrent_identity,
+            "lr_schedule": self.lr_schedule,
+            "lr_min": self.lr_min,
+            "max_val_seq": self.max_val_seq,
         }
+
+    def learning_rate_at(self, step: int, total_steps: int) -> float:
+        """Step size of optimizer step ``step`` (0-based) out of ``total_steps``."""
+        if self.lr_schedule == "constant" or total_steps <= 1:
+            return self.learning_rate
+        frac = min(step / (total_steps - 1), 1.0)
+        return self.lr_min + 0.5 * (self.learning_rate - self.lr_min) * (
+            1 + math.cos(math.pi * frac)
+        )
 
     def make_criterion(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         if self.criterion is not None:
@@ -321,6 +367,8 @@ class Trainer:
                 f"train and val sequences must have the same length "
                 f"(got {train_t.shape[1]} and {val_t.shape[1]})"
             )
+        if self.max_val_seq is not None:
+            val_t = val_t[: self.max_val_seq]
         fingerprint = _fingerprint(train_t, val_t)
         train_t, val_t = train_t.to(self.device), val_t.to(self.device)
         m.to(self.device)
@@ -340,7 +388,14 @@ class Trainer:
             "epochs_since_best": 0,
             "stopped_early": False,
         }
-        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+        resuming = self.checkpoint_path is not None and self.checkpoint_path.exists()
+        if not resuming and self.recurrent_identity:
+            with torch.no_grad():
+                for layer in range(m.num_layers):
+                    w = getattr(m.rnn, f"weight_hh_l{layer}")
+                    w.add_(self.recurrent_identity * torch.eye(m.hidden_size, device=w.device))
+            state["best_state"] = _cpu_state(m)
+        if resuming:
             state = self._resume(optimizer, gen, fingerprint)
             logger.info("resumed from %s at epoch %d", self.checkpoint_path, state["epoch"])
             if state["epoch"] > self.epochs:
@@ -352,13 +407,18 @@ class Trainer:
                 )
 
         n_train = train_t.shape[0]
+        steps_per_epoch = math.ceil(n_train / self.batch_size)
+        total_steps = steps_per_epoch * self.epochs
         while state["epoch"] < self.epochs and not state["stopped_early"]:
             epoch = state["epoch"]
             t0 = time.perf_counter()
             m.train()
             order = torch.randperm(n_train, generator=gen, device=gen.device).to(self.device)
             total = 0.0
-            for start in range(0, n_train, self.batch_size):
+            for i, start in enumerate(range(0, n_train, self.batch_size)):
+                lr = self.learning_rate_at(epoch * steps_per_epoch + i, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 target = train_t[order[start : start + self.batch_size]]
                 loss = self._batch_loss(criterion, target, gen)
                 optimizer.zero_grad(set_to_none=True)
@@ -422,7 +482,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _resume_key(self, fingerprint: str) -> dict:
-        cfg = {k: v for k, v in self.config().items() if k not in _RESUMABLE_CHANGES}
+        # A decaying schedule is laid out over all epochs, so their number is then fixed.
+        free = _RESUMABLE_CHANGES if self.lr_schedule == "constant" else _RESUMABLE_CHANGES[1:]
+        cfg = {k: v for k, v in self.config().items() if k not in free}
         return {"model": self.module.config(), "training": cfg, "data_sha256": fingerprint}
 
     def _save(self, state: dict, optimizer, gen: torch.Generator, fingerprint: str) -> None:
@@ -498,6 +560,16 @@ def _positive_float(name: str, value: Any) -> float:
         raise ValueError(f"{name} must be a positive finite number (got {value!r})") from None
     if isinstance(value, bool) or not math.isfinite(out) or out <= 0:
         raise ValueError(f"{name} must be a positive finite number (got {value!r})")
+    return out
+
+
+def _nonnegative_float(name: str, value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number >= 0 (got {value!r})") from None
+    if isinstance(value, bool) or not math.isfinite(out) or out < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (got {value!r})")
     return out
 
 

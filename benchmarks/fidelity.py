@@ -1,0 +1,220 @@
+"""Fidelity benchmark: train each preset with a recipe, then test HMM vs RNN samples.
+
+For every experiment of a workflow configuration (default ``config/fidelity.yaml``) this
+samples the training data, trains one RNN per learning rate (the lowest validation loss wins,
+as in the workflow), generates fresh RNN sequences and compares them with two fresh HMM sample
+sets through :func:`hmmrnn.testing.compare`. It prints a markdown table of the issue's
+fidelity targets:
+
+* every entry of ``(P_hmm - P_rnn) ** 2`` (symbol transition matrices) at most 0.001,
+* 1- to 4-gram total variation at most 0.02,
+* mean matched Euclidean distance within 1 % of the HMM-vs-HMM baseline,
+
+with the wall time of training on this machine (and the load average, since the machine may
+be shared). ``--write-readme`` puts the table between ``<!-- fidelity:start -->`` and
+``<!-- fidelity:end -->`` in README.md.
+
+    python benchmarks/fidelity.py --presets HMMSmall HMMMedium --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from hmmrnn._utils import as_rng, torch_generator, write_json
+from hmmrnn.config import expand_experiments, stage_seed
+from hmmrnn.hmm import HMM, one_hot, split_labels
+from hmmrnn.model import NoiseRNN, generate
+from hmmrnn.stages import module_kwargs, trainer_kwargs
+from hmmrnn.testing import compare
+from hmmrnn.training import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_SQ = 1e-3
+TARGET_TV = 0.02
+TARGET_GAP = 0.01
+START, END = "<!-- fidelity:start -->", "<!-- fidelity:end -->"
+
+
+def train_experiment(cfg, log=print) -> dict:
+    """Sample data, train every learning rate; return the best module and timings."""
+    hmm = HMM(**dataclasses.asdict(cfg.hmm))
+    rng = as_rng(stage_seed(cfg.seed, "data"))
+    obs, _ = hmm.sample(cfg.data.num_seq, cfg.data.seq_len, rng)
+    split = split_labels(cfg.data.num_seq, cfg.data.split, rng)
+    train, val = one_hot(obs[split == 0], hmm.outputs), one_hot(obs[split == 1], hmm.outputs)
+    best = None
+    seconds = 0.0
+    for index, lr in enumerate(cfg.training.learning_rates):
+        seed = stage_seed(cfg.seed, "training", index)
+        torch.manual_seed(seed)
+        module = NoiseRNN(**module_kwargs(cfg.rnn, hmm.outputs))
+        trainer = Trainer(
+            module, learning_rate=lr, seed=seed, device="cpu", **trainer_kwargs(cfg.training)
+        )
+        load0 = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        result = trainer.fit(train, val)
+        elapsed = time.perf_counter() - t0
+        seconds += elapsed
+        log(
+            f"  lr {lr:g}: {result.epochs_run} epochs in {elapsed:.0f} s, best val loss "
+            f"{result.best_val_loss:.4f} at epoch {result.best_epoch + 1} "
+            f"(load {load0:.1f} -> {os.getloadavg()[0]:.1f})"
+        )
+        if best is None or result.best_val_loss < best[1].best_val_loss:
+            module.load_state_dict(result.best_state_dict)
+            best = (module, result, lr)
+    module, result, lr = best
+    return {
+        "hmm": hmm,
+        "module": module,
+        "learning_rate": lr,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "train_seconds": seconds,
+    }
+
+
+def evaluate(cfg, hmm: HMM, module: NoiseRNN) -> dict:
+    """Fidelity of ``module`` against fresh HMM samples (test section of ``cfg``)."""
+    rng = as_rng(stage_seed(cfg.seed, "test"))
+    n, seq_len = cfg.test.num_seq, cfg.test_seq_len
+    obs_a, _ = hmm.sample(n, seq_len, rng)
+    obs_b, _ = hmm.sample(n, seq_len, rng)
+    gen = generate(
+        module,
+        n,
+        seq_len,
+        generator=torch_generator(int(rng.integers(2**63))),
+        batch_size=4096,
+        return_hidden=False,
+    )
+    res = compare(
+        hmm,
+        obs_a,
+        obs_b,
+        gen.observations,
+        hmm.outputs,
+        epsilon=cfg.test.epsilon,
+        max_iter=cfg.test.max_iter,
+        tol=cfg.test.tol,
+        max_kgram=cfg.test.max_kgram,
+    )
+    return res.summary()
+
+
+def passes(row: dict) -> dict:
+    tv = max(v for k, v in row.items() if k.startswith("kgram_tv_k") and k.endswith("_rnn"))
+    return {
+        "transition": row["transition_sq_diff_max"] <= TARGET_SQ,
+        "kgram": tv <= TARGET_TV,
+        "euclidean": abs(row["euclidean_gap"]) <= TARGET_GAP,
+    }
+
+
+def _mark(ok: bool) -> str:
+    return "pass" if ok else "FAIL"
+
+
+def table(rows: list[dict], threads: int = 2) -> str:
+    """Markdown table of the fidelity targets."""
+    head = (
+        f"| experiment | train time ({threads} threads) | epochs | max (ΔP)² ≤ 1e-3 (floor) | "
+        "k-gram TV k=1..4 ≤ 0.02 (floor) | Euclidean gap ≤ 1 % | loglik/step RNN vs HMM |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        ok = passes(r)
+        tv = " / ".join(f"{r[f'kgram_tv_k{k}_rnn']:.3f}" for k in range(1, 5))
+        fl = " / ".join(f"{r[f'kgram_tv_k{k}_floor']:.3f}" for k in range(1, 5))
+        ll = (
+            f"{r['loglik_per_step_rnn']:.4f} vs {r['loglik_per_step_hmm']:.4f}"
+            if r.get("loglik_per_step_rnn") is not None
+            else "n/a"
+        )
+        lines.append(
+            f"| {r['experiment']} | {r['train_seconds'] / 60:.1f} min (load {r['load']:.1f}) | "
+            f"{r['epochs_run']} | {r['transition_sq_diff_max']:.2e} "
+            f"({r['transition_sq_diff_max_floor']:.0e}) {_mark(ok['transition'])} | "
+            f"{tv} ({fl}) {_mark(ok['kgram'])} | {100 * r['euclidean_gap']:+.2f} % "
+            f"{_mark(ok['euclidean'])} | {ll} |"
+        )
+    return "\n".join(lines)
+
+
+def write_readme(text: str, path: Path) -> bool:
+    """Replace the text between the fidelity markers; False (and no change) if absent."""
+    readme = path.read_text()
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
+    if not pattern.search(readme):
+        return False
+    from hmmrnn._utils import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", readme))
+    return True
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "config" / "fidelity.yaml")
+    parser.add_argument("--presets", nargs="+", help="experiment names to run (default: all)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--json", type=Path, help="also write every summary to this JSON file")
+    parser.add_argument("--write-readme", action="store_true", help="update README.md's table")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    experiments = expand_experiments(yaml.safe_load(args.config.read_text()))
+    names = args.presets or list(experiments)
+    unknown = sorted(set(names) - set(experiments))
+    if unknown:
+        parser.error(f"unknown experiment(s) {unknown} (expected some of {sorted(experiments)})")
+
+    rows = []
+    for name in names:
+        cfg = experiments[name]
+        print(f"{name}: training ({platform.node()}, {args.threads} threads)", flush=True)
+        load = os.getloadavg()[0]
+        trained = train_experiment(cfg)
+        load = (load + os.getloadavg()[0]) / 2
+        summary = evaluate(cfg, trained["hmm"], trained["module"])
+        row = {
+            "experiment": name,
+            "load": load,
+            **{k: v for k, v in trained.items() if k not in ("hmm", "module")},
+            **summary,
+        }
+        rows.append(row)
+        print(table([row], args.threads).splitlines()[-1], flush=True)
+
+    text = table(rows, args.threads)
+    print()
+    print(text)
+    if args.json:
+        write_json(args.json, {"config": str(args.config), "threads": args.threads, "rows": rows})
+    if args.write_readme:
+        readme = ROOT / "README.md"
+        if write_readme(text, readme):
+            print(f"updated {readme}")
+        else:
+            print(f"{readme} has no {START} ... {END} markers; table not written")
+    all_ok = all(all(passes(r).values()) for r in rows)
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
