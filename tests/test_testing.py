@@ -186,10 +186,16 @@ def test_test_class_accepts_user_facing_rnn(hmm):
     assert set(np.unique(via_wrapper)) <= {0, 1, 2}
 
 
-def test_sinkhorn_matching_identical_sets(hmm, samples):
-    pytest.importorskip("hmmrnn.sinkhorn")
-    a, _ = samples
-    res = compare(hmm, a, a.copy(), a.copy(), max_kgram=2)
-    # identical clouds: Sinkhorn should pair every sequence with a copy of itself
-    assert res.summary()["distance_mean_hmm"] < 0.5
-    assert res.match_hmm["distinct_fraction"] > 0.8
+def test_sinkhorn_matching_known_answers(hmm, samples):
+    from hmmrnn.sinkhorn import match_sequences
+
+    a, b = samples
+    res = compare(hmm, a, a.copy(), b, max_kgram=2)
+    # identical clouds: every sequence is matched to itself (the first copy of a duplicate)
+    np.testing.assert_array_equal(res.distances_hmm, 0.0)
+    assert res.match_hmm["distinct_fraction"] == len(np.unique(a, axis=0)) / len(a)
+    assert res.match_hmm["converged"] is True
+    # our sqrt(2 * hamming) distances agree with the matcher's own one-hot distances
+    m = match_sequences(a, b, 3)
+    np.testing.assert_allclose(res.distances_rnn, m.distances)
+    assert res.summary()["distance_mean_rnn"] > 1.0
