@@ -24,8 +24,9 @@ def copy_workflow(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Snakefile", dest / "Snakefile")
     for folder in ("workflow", "config", ".test"):
-        shutil.copytree(ROOT / folder, dest / folder,
-                        ignore=shutil.ignore_patterns("results", "__pycache__"))
+        shutil.copytree(
+            ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("results", "__pycache__")
+        )
     return dest
 
 
@@ -33,7 +34,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -68,11 +71,23 @@ def finished(tmp_path_factory) -> Path:
 
 
 EXPECTED = [
-    "config.json", "summary.json", "training_results.json", "test_results.json",
-    "test_results.parquet", "pca_results.npz", "data/hmm_sequences.parquet", "models/rnn.pth",
-    "figs/loss_curves.pdf", "figs/euclidean_distances.pdf", "figs/observation_volatilities.pdf",
-    "figs/output_frequencies.pdf", "figs/transition_matrices.pdf", "figs/fidelity.pdf",
-    "figs/latent_trajectory_2d.pdf", "figs/latent_trajectory_3d.html", "figs/plotly.min.js",
+    "config.json",
+    "summary.json",
+    "training_results.json",
+    "test_results.json",
+    "test_results.parquet",
+    "pca_results.npz",
+    "data/hmm_sequences.parquet",
+    "models/rnn.pth",
+    "figs/loss_curves.pdf",
+    "figs/euclidean_distances.pdf",
+    "figs/observation_volatilities.pdf",
+    "figs/output_frequencies.pdf",
+    "figs/transition_matrices.pdf",
+    "figs/fidelity.pdf",
+    "figs/latent_trajectory_2d.pdf",
+    "figs/latent_trajectory_3d.html",
+    "figs/plotly.min.js",
 ]
 
 
@@ -105,8 +120,10 @@ def test_selected_model_is_the_candidate_with_the_best_validation_loss(finished)
     chosen = torch.load(exp / "models" / "rnn.pth", weights_only=True)
     candidate = torch.load(exp / "models" / f"lr_{best['learning_rate']:g}.pth", weights_only=True)
     assert chosen["state_dict"].keys() == candidate["state_dict"].keys()
-    assert all(torch.equal(chosen["state_dict"][k], candidate["state_dict"][k])
-               for k in chosen["state_dict"])
+    assert all(
+        torch.equal(chosen["state_dict"][k], candidate["state_dict"][k])
+        for k in chosen["state_dict"]
+    )
 
 
 def test_second_run_has_nothing_to_do(finished):
@@ -120,8 +137,12 @@ def test_plotting_parameter_reruns_only_the_affected_figures(finished):
     }
     cfg = with_config(finished, "dpi.yaml", lambda c: c["plots"].update(dpi=60))
     rules = {rule for rule, _ in planned_jobs(finished, configfile=cfg)}
-    assert rules == {"plot_test_figure", "plot_loss_curves", "plot_latent_trajectory_2d",
-                     "plot_batch_fidelity"}
+    assert rules == {
+        "plot_test_figure",
+        "plot_loss_curves",
+        "plot_latent_trajectory_2d",
+        "plot_batch_fidelity",
+    }
 
 
 def test_hmm_change_reruns_that_experiment_only(finished):
@@ -163,13 +184,16 @@ def test_same_seed_gives_identical_data_and_model(finished, tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c["experiments"]["small"].update(hmm={"stay_prob": 1.5}),
-         r"stay_prob"),
+        (lambda c: c["experiments"]["small"].update(hmm={"stay_prob": 1.5}), r"stay_prob"),
         (lambda c: c["experiments"]["small"].update(preset="Huge"), r"Huge"),
         (lambda c: c["experiments"]["small"].update(training={"epochs": "many"}), r"epochs"),
         (lambda c: c.update(colour="blue"), r"colour"),
-        (lambda c: c["experiments"]["small"].update(
-            hmm={"transition_matrix": [[0.5, 0.4], [0.5, 0.5]]}), r"transition_matrix"),
+        (
+            lambda c: c["experiments"]["small"].update(
+                hmm={"transition_matrix": [[0.5, 0.4], [0.5, 0.5]]}
+            ),
+            r"transition_matrix",
+        ),
     ],
 )
 def test_bad_configuration_stops_before_any_job(tmp_path, change, message):
@@ -189,6 +213,7 @@ def test_report_contains_every_figure(finished):
 def test_lint_passes():
     proc = snakemake(ROOT, "--lint", "--configfile", str(TEST_CONFIG), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Congratulations" in proc.stdout + proc.stderr or "no lints" in (
-        proc.stdout + proc.stderr
-    ).lower()
+    assert (
+        "Congratulations" in proc.stdout + proc.stderr
+        or "no lints" in (proc.stdout + proc.stderr).lower()
+    )

@@ -387,8 +387,8 @@ def _flat_row(summary: Mapping[str, Any]) -> dict[str, Any]:
         "best_learning_rate": summary["training"]["best_learning_rate"],
         "best_val_loss": summary["training"]["best_val_loss"],
     }
-    for key, value in test.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    for key, value in test["summary"].items():
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
             row[key] = value
     return row
 
@@ -402,7 +402,24 @@ def batch_results(summary_paths: Sequence[PathLike], *, json_path: PathLike, tab
     write_json(json_path, {"experiments": summaries, "table": table.to_dict(orient="records")})
 
 
+# The cross-experiment figure: each fidelity number next to its sampling-noise floor.
+BATCH_FIDELITY_METRICS = (
+    "euclidean_gap",
+    "transition_sq_diff_max",
+    "transition_sq_diff_max_floor",
+    "kgram_tv_k1_rnn",
+    "kgram_tv_k1_floor",
+    "kgram_tv_k2_rnn",
+    "kgram_tv_k2_floor",
+    "run_length_tv_mean_rnn",
+    "run_length_tv_mean_floor",
+    "loglik_per_step_gap",
+)
+
+
 def plot_batch_fidelity(json_path: PathLike, path: PathLike, dpi: int = 150) -> None:
     from hmmrnn.plots import plot_fidelity_table
 
-    plot_fidelity_table(read_json(json_path)["table"], path, dpi=dpi)
+    rows = read_json(json_path)["table"]
+    metrics = [m for m in BATCH_FIDELITY_METRICS if any(m in row for row in rows)]
+    plot_fidelity_table(rows, path, metrics=metrics, dpi=dpi)
