@@ -28,7 +28,7 @@ import torch
 
 logger = logging.getLogger("hmmrnn.sinkhorn")
 
-__all__ = ["MatchResult", "Sinkhorn", "match_sequences"]
+__all__ = ["MatchResult", "SINKHORN", "Sinkhorn", "match_sequences"]
 
 # Elements of the byte table handled per block; the fused kernels never materialise more than
 # a few float buffers of this size.
@@ -82,6 +82,9 @@ def _col_argmax(sq: torch.Tensor, f: torch.Tensor, root_q: torch.Tensor):
 
 
 _KERNELS: dict[str, object] = {}
+# Compiling costs 13-20 s once per process; below this many (unique) pairs eager kernels finish
+# sooner than the compiler does.
+_COMPILE_MIN_PAIRS = 1 << 24
 
 
 def _kernels(use_compile: bool):
@@ -170,7 +173,8 @@ class Sinkhorn:
         Relaxation factor ``omega`` in ``[1, 2)`` used before the final plain iterations
         (``f <- f + omega * (T(g) - f)``); 1 disables it.
     compile : bool
-        Use ``torch.compile`` for the block kernels when it works on this machine.
+        Use ``torch.compile`` for the block kernels when it works on this machine and the
+        problem has at least 2**24 unique pairs (smaller ones finish before it compiles).
     """
 
     def __init__(
@@ -231,7 +235,7 @@ class Sinkhorn:
         MatchResult
         """
         state = self._solve(x, y)
-        kernels = _kernels(self.compile and self.device.type == "cpu")
+        kernels = _kernels(self._use_compile(state["sq"]))
         sq, f = state["sq"], state["f"]
         root_q = torch.tensor(math.sqrt(state["q"]), dtype=torch.float64)
         mu = sq.shape[1]
@@ -322,9 +326,12 @@ class Sinkhorn:
             "converged": converged,
         }
 
+    def _use_compile(self, sq: torch.Tensor) -> bool:
+        return self.compile and self.device.type == "cpu" and sq.numel() >= _COMPILE_MIN_PAIRS
+
     def _iterate(self, sq, q, count_x, count_y, n, m):
         dev, kdt = self.device, self.dtype
-        row_lse, col_lse, _ = _kernels(self.compile and dev.type == "cpu")
+        row_lse, col_lse, _ = _kernels(self._use_compile(sq))
         cx = torch.as_tensor(count_x, dtype=torch.float64, device=dev)
         cy = torch.as_tensor(count_y, dtype=torch.float64, device=dev)
         log_cx, log_cy = cx.log(), cy.log()
@@ -447,3 +454,6 @@ def match_sequences(obs_x, obs_y, outputs: int, **kwargs) -> MatchResult:
             f"(got {np.shape(obs_x)} and {np.shape(obs_y)})"
         )
     return Sinkhorn(**kwargs).match(arrays[0], arrays[1])
+
+
+SINKHORN = Sinkhorn
