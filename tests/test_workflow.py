@@ -210,6 +210,18 @@ def test_report_contains_every_figure(finished):
     assert (finished / "report.html").stat().st_size > 10_000
 
 
+def test_code_style():
+    ruff = [sys.executable, "-m", "ruff"]
+    paths = ["src", "tests", "benchmarks", "workflow/scripts"]
+    for cmd in (
+        ruff + ["check", *paths],
+        ruff + ["format", "--check", *paths],
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"],
+    ):
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout}{proc.stderr}"
+
+
 def test_lint_passes():
     proc = snakemake(ROOT, "--lint", "--configfile", str(TEST_CONFIG), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
