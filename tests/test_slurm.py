@@ -27,7 +27,7 @@ TOY = ROOT / "tests" / "slurm" / "toy" / "Snakefile"
 VENV_BIN = Path(sys.executable).parent
 SNAKEMAKE = VENV_BIN / "snakemake"
 # The plugin polls job states; on the test cluster a first check after 5 s keeps runs short
-# (MinJobAge=300 there is far above the 3x-delay the squeue check needs).
+# (the test cluster's MinJobAge is far above the 3x-delay the squeue check needs).
 STATUS_DELAY_S = 5
 SNAKEMAKE_TIMEOUT_S = 600
 
@@ -285,7 +285,7 @@ def test_real_workflow_on_slurm_matches_local_run(slurm_cluster, tmp_path):
         _same_result(runs["slurm"] / rel, runs["local"] / rel)
 
     # The training jobs went through SLURM with the GPU request (finished jobs stay listed
-    # for MinJobAge=300 s).
+    # for the test cluster's MinJobAge, an hour).
     jobs = subprocess.run(
         ["squeue", "--states=all", "--noheader", "-O", "Comment:200,tres-per-job:40,State:20"],
         capture_output=True,

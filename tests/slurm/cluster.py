@@ -52,8 +52,8 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 # squeue-based status checks need finished jobs to stay visible for >= 3x the plugin's
-# initial status delay.
-MinJobAge=300
+# initial status delay; an hour also keeps a whole test session's jobs listed for checks.
+MinJobAge=3600
 ReturnToService=2
 GresTypes=gpu
 StateSaveLocation={state}/ctld
