@@ -75,6 +75,15 @@ NodeName={host} Name=gpu File=/dev/null
 """
 
 
+# The daemons live in sbin directories, which are often not on a non-root user's PATH.
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
+
+
+def tool(name: str) -> str | None:
+    """Full path of a SLURM/munge program, or None."""
+    return shutil.which(name, path=SEARCH_PATH)
+
+
 class SlurmUnavailable(RuntimeError):
     """SLURM cannot be started here (not installed, not root, or another cluster running)."""
 
@@ -82,9 +91,9 @@ class SlurmUnavailable(RuntimeError):
 def unavailable_reason() -> str | None:
     """Say why a local cluster cannot be started, or return None if it can."""
     missing = [
-        tool
-        for tool in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "sinfo")
-        if shutil.which(tool) is None
+        name
+        for name in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "sinfo")
+        if tool(name) is None
     ]
     if missing:
         return f"SLURM not installed ({', '.join(missing)} not on PATH): run .ci/install_slurm.sh"
@@ -204,11 +213,12 @@ class LocalSlurm:
             self._write_configs()
             self._start_munge()
             self.pids["slurmctld"] = _spawn(
-                ["slurmctld", "-D", "-c"], self.state_dir / "slurmctld.stdout.log"
+                [tool("slurmctld"), "-D", "-c"], self.state_dir / "slurmctld.stdout.log"
             )
             self._save()
             self._wait(_controller_answers, timeout, "slurmctld to answer `scontrol ping`")
-            self.pids["slurmd"] = _spawn(["slurmd", "-D"], self.state_dir / "slurmd.stdout.log")
+            slurmd_log = self.state_dir / "slurmd.stdout.log"
+            self.pids["slurmd"] = _spawn([tool("slurmd"), "-D"], slurmd_log)
             self._save()
             self._wait(self._node_idle, timeout, f"node {self.host} to become idle")
         except BaseException:
@@ -278,7 +288,7 @@ class LocalSlurm:
             return
         key = Path("/etc/munge/munge.key")
         if not key.exists():
-            subprocess.run(["mungekey", "--create", "--keyfile", str(key)], check=True)
+            subprocess.run([tool("mungekey"), "--create", "--keyfile", str(key)], check=True)
         munge = pwd.getpwnam("munge")
         dirs = ("/etc/munge", "/run/munge", "/var/lib/munge", "/var/log/munge")
         for path in map(Path, dirs):
@@ -287,7 +297,7 @@ class LocalSlurm:
         os.chown(key, munge.pw_uid, munge.pw_gid)
         key.chmod(0o400)
         self.pids["munged"] = _spawn(
-            ["munged", "--foreground"], self.state_dir / "munged.log", user="munge"
+            [tool("munged"), "--foreground"], self.state_dir / "munged.log", user="munge"
         )
         self._save()
         self._wait(_munge_works, 20, "munged to answer")
