@@ -224,3 +224,32 @@ def test_build_rows_ratios_targets_and_extrapolation_labels():
     assert "Transition counts" not in rows
     table = run_all.render_table(row_list, s, "test machine")
     assert table.count("\n| ") == 2 + len(row_list)  # header, separator, one line per row
+
+
+def test_measurements_run_in_process_on_tiny_sizes():
+    from dataclasses import replace
+
+    tiny = replace(
+        run_all.SMOKE,
+        num_seq=40,
+        hmm_baseline_seq=10,
+        rnn_baseline_seq=4,
+        match_n=40,
+        dense_n=20,
+        reps=1,
+        slow_reps=1,
+        dense_reps=1,
+    )
+    for name, scale in (
+        ("hmm_ours", 1.0),
+        ("hmm_baseline", 4.0),
+        ("rnn_baseline", 10.0),
+        ("transitions_ours", 1.0),
+        ("transitions_baseline", 1.0),
+        ("match_dense", 4.0),  # (40 / 20)^2
+    ):
+        out = run_all.MEASUREMENTS[name](tiny)
+        assert out["scale"] == scale, name
+        assert out["seconds_scaled"] == pytest.approx(out["seconds"] * scale), name
+        assert out["peak_bytes"] > 0 and len(out["times"]) == 1, name
+    assert out["converged"] is True and out["n_iter"] >= 1
