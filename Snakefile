@@ -24,6 +24,20 @@ include: "workflow/rules/reverse.smk"
 include: "workflow/rules/summary.smk"
 
 
+# Cheap steps run where snakemake runs, not as cluster jobs.
+localrules:
+    all,
+    experiment_config,
+    select_model,
+    plot_loss_curves,
+    plot_test_figure,
+    plot_latent_trajectory_2d,
+    plot_latent_trajectory_3d,
+    summarize_experiment,
+    batch_results,
+    plot_batch_fidelity,
+
+
 rule all:
     default_target: True
     input:
