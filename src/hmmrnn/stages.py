@@ -244,6 +244,13 @@ def plot_loss_curves(history_paths: Sequence[PathLike], path: PathLike, dpi: int
 # ---------------------------------------------------------------------------------------------
 
 
+def trained_dynamics(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """The sampling settings a model was trained with (initial state, Gumbel temperature), so
+    that test and PCA sequences come from exactly the trained dynamics."""
+    training = checkpoint.get("config", {}).get("training", {})
+    return {"init": bool(training.get("init", True)), "tau": float(training.get("tau", 1.0))}
+
+
 def test_model(
     *,
     model_path: PathLike,
@@ -263,7 +270,8 @@ def test_model(
 
     cfg = _section(TestConfig, test)
     hmm = read_sequences(data_path).hmm_model()
-    module = model_from_checkpoint(load_checkpoint(model_path))
+    checkpoint = load_checkpoint(model_path)
+    module = model_from_checkpoint(checkpoint)
     rng = as_rng(seed)
     obs_a, _ = hmm.sample(cfg.num_seq, seq_len, rng)
     obs_b, _ = hmm.sample(cfg.num_seq, seq_len, rng)
@@ -275,6 +283,7 @@ def test_model(
         generator=torch_generator(int(rng.integers(2**63))),
         batch_size=4096,
         return_hidden=False,
+        **trained_dynamics(checkpoint),
     )
     results = compare(
         hmm,
@@ -320,9 +329,14 @@ def pca(
     from hmmrnn.reverse import Reverse
 
     cfg = _section(ReverseConfig, reverse)
-    module = model_from_checkpoint(load_checkpoint(model_path))
+    checkpoint = load_checkpoint(model_path)
     analyzer = Reverse(
-        module, num_seq=cfg.num_seq, seq_len=seq_len, n_components=cfg.n_components, seed=seed
+        model_from_checkpoint(checkpoint),
+        num_seq=cfg.num_seq,
+        seq_len=seq_len,
+        n_components=cfg.n_components,
+        seed=seed,
+        **trained_dynamics(checkpoint),
     )
     result = analyzer.gen_data(dynamics_mode=cfg.dynamics_mode)
     result.save(path)
