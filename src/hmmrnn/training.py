@@ -245,6 +245,8 @@ class Trainer:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"seed must be an int (got {seed!r})")
         self.seed = int(seed)
+        # Validation draws its noise from its own stream, restarted every epoch.
+        self._val_seed = int(np.random.SeedSequence(self.seed, spawn_key=(1,)).generate_state(1)[0])
         self.device = _resolve_device(device)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.checkpoint_every = _check_positive_int("checkpoint_every", checkpoint_every)
@@ -353,7 +355,9 @@ class Trainer:
         """Train on one-hot ``train`` (N, T, O) and track the loss on ``val`` (M, T, O).
 
         Resumes from ``checkpoint_path`` when it exists. Leaves the module holding the weights
-        of the last epoch run; the best ones are in the result.
+        of the last epoch run; the best ones are in the result. The validation loss of every
+        epoch uses the same noise (a stream of its own), so the best epoch is chosen on the
+        weights rather than on the luck of the draw.
 
         Returns
         -------
@@ -428,7 +432,9 @@ class Trainer:
                 optimizer.step()
                 total += loss.item() * target.shape[0]
             train_loss = total / n_train
-            val_loss = self.evaluate(val_t, gen, criterion)
+            # The same validation noise every epoch, so that differences between epochs (and
+            # the choice of the best weights) reflect the weights rather than fresh noise.
+            val_loss = self.evaluate(val_t, torch_generator(self._val_seed, self.device), criterion)
             if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
                 raise FloatingPointError(
                     f"non-finite loss at epoch {epoch + 1} (train {train_loss}, val {val_loss}); "
