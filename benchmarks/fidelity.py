@@ -46,7 +46,7 @@ TARGET_GAP = 0.01
 START, END = "<!-- fidelity:start -->", "<!-- fidelity:end -->"
 
 
-def train_experiment(cfg, log=print) -> dict:
+def train_experiment(cfg, log=print, device: str = "cpu") -> dict:
     """Sample data, train every learning rate; return the best module and timings."""
     hmm = HMM(**dataclasses.asdict(cfg.hmm))
     rng = as_rng(stage_seed(cfg.seed, "data"))
@@ -60,7 +60,7 @@ def train_experiment(cfg, log=print) -> dict:
         torch.manual_seed(seed)
         module = NoiseRNN(**module_kwargs(cfg.rnn, hmm.outputs))
         trainer = Trainer(
-            module, learning_rate=lr, seed=seed, device="cpu", **trainer_kwargs(cfg.training)
+            module, learning_rate=lr, seed=seed, device=device, **trainer_kwargs(cfg.training)
         )
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
@@ -73,6 +73,7 @@ def train_experiment(cfg, log=print) -> dict:
             f"(load {load0:.1f} -> {os.getloadavg()[0]:.1f})"
         )
         if best is None or result.best_val_loss < best[1].best_val_loss:
+            module = module.cpu()  # evaluation samples on the CPU, like the workflow's test
             module.load_state_dict(result.best_state_dict)
             best = (module, result, lr)
     module, result, lr = best
@@ -173,6 +174,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", type=Path, default=ROOT / "config" / "fidelity.yaml")
     parser.add_argument("--presets", nargs="+", help="experiment names to run (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
     parser.add_argument("--json", type=Path, help="also write every summary to this JSON file")
     parser.add_argument("--write-readme", action="store_true", help="update README.md's table")
     args = parser.parse_args(argv)
@@ -189,7 +191,7 @@ def main(argv=None) -> int:
         cfg = experiments[name]
         print(f"{name}: training ({platform.node()}, {args.threads} threads)", flush=True)
         load = os.getloadavg()[0]
-        trained = train_experiment(cfg)
+        trained = train_experiment(cfg, device=args.device)
         load = (load + os.getloadavg()[0]) / 2
         summary = evaluate(cfg, trained["hmm"], trained["module"])
         row = {
