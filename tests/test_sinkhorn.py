@@ -46,16 +46,57 @@ def test_agrees_with_dense_reference(n, m, seq_len, seed):
     )
 
 
+def _hmm_pair(n, seq_len, seed):
+    """Two independent sample sets of the sticky 3-state HMM (the test's realistic inputs)."""
+    rng = np.random.default_rng(seed)
+    x = one_hot_flat(markov_observations(n, seq_len, rng), 3)
+    y = one_hot_flat(markov_observations(n, seq_len, rng, stay_prob=0.9), 3)
+    return x, y
+
+
+@pytest.mark.parametrize("acceleration", ["anderson", "overrelaxation"])
+def test_accelerated_modes_agree_with_reference_at_t30(acceleration):
+    x, y = _hmm_pair(600, 30, 7)
+    ref = dense_sinkhorn_match(x, y)
+    ours = Sinkhorn(acceleration=acceleration).match(x, y)
+    assert ref["converged"] and ours.converged
+    # The accelerated run needs far fewer iterations than the reference's plain ones.
+    assert ours.n_iter < 0.6 * ref["n_iter"]
+    _, first = np.unique(x, axis=0, return_index=True)
+    top2 = np.sort(ref["log_plan"][np.sort(first)], axis=0)[-2:]
+    clear = (top2[1] - top2[0]) > 0.1
+    assert clear.mean() > 0.8
+    np.testing.assert_array_equal(ours.index[clear], ref["index"][clear])
+    same = ours.index == ref["index"]
+    assert same.mean() > 0.99
+    np.testing.assert_allclose(ours.distances[same], ref["distances"][same], rtol=1e-12)
+
+
+def test_two_pass_fallback_gives_the_same_iterates(monkeypatch):
+    """Rows whose one-pass sum leaves the safe range are recomputed; force it for every row."""
+    import hmmrnn.sinkhorn as sk
+
+    x, y = _pair(200, 200, 30, 8)
+    plain = Sinkhorn(scaling=None, acceleration=None, dtype=torch.float64)
+    f1, g1 = plain.potentials(x, y)
+    n1 = plain.match(x, y).n_iter
+    monkeypatch.setattr(sk, "_SUM_HI", 0.0)
+    f2, g2 = plain.potentials(x, y)
+    assert plain.match(x, y).n_iter == n1
+    np.testing.assert_allclose(f2, f1, atol=1e-9)
+    np.testing.assert_allclose(g2, g1, atol=1e-9)
+
+
 def test_plain_iteration_reproduces_reference_iterates():
     """Without scaling/over-relaxation the iterates are the reference's: same stopping step."""
     x, y = _pair(200, 200, 30, 3)
     ref = dense_sinkhorn_match(x, y)
     for dtype in (torch.float32, torch.float64):
-        ours = Sinkhorn(scaling=None, overrelaxation=1.0, dtype=dtype)
+        ours = Sinkhorn(scaling=None, acceleration=None, dtype=dtype)
         res = ours.match(x, y)
         assert res.n_iter == ref["n_iter"]
         np.testing.assert_array_equal(res.index, ref["index"])
-    f, g = Sinkhorn(scaling=None, overrelaxation=1.0, dtype=torch.float64).potentials(x, y)
+    f, g = Sinkhorn(scaling=None, acceleration=None, dtype=torch.float64).potentials(x, y)
     np.testing.assert_allclose(f, ref["f"], atol=1e-9)
     np.testing.assert_allclose(g, ref["g"], atol=1e-9)
 
@@ -92,7 +133,7 @@ def test_duplicates_match_first_occurrence_and_are_exact():
     obs_y = markov_observations(250, 8, rng)
     x, y = one_hot_flat(obs_x, 3), one_hot_flat(obs_y, 3)
     ref = dense_sinkhorn_match(x, y)
-    res = Sinkhorn(scaling=None, overrelaxation=1.0, dtype=torch.float64).match(x, y)
+    res = Sinkhorn(scaling=None, acceleration=None, dtype=torch.float64).match(x, y)
     assert res.n_iter == ref["n_iter"]
     np.testing.assert_array_equal(res.index, ref["index"])
     # Returned indices are first occurrences of their row.
@@ -128,6 +169,10 @@ def test_constructor_and_sequence_validation():
         Sinkhorn(epsilon=0)
     with pytest.raises(ValueError, match="overrelaxation"):
         Sinkhorn(overrelaxation=2.0)
+    with pytest.raises(ValueError, match="acceleration must be .*'newton'"):
+        Sinkhorn(acceleration="newton")
+    with pytest.raises(ValueError, match="anderson_memory"):
+        Sinkhorn(anderson_memory=0)
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         match_sequences(np.array([[0, 3]]), np.array([[0, 1]]), outputs=3)
     with pytest.raises(ValueError, match="same length"):

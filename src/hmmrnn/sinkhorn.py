@@ -10,11 +10,21 @@ float matrices alive (n = 30000: tens of GB). This one exploits the structure of
   the squared distance is even and ``||x_i - y_j||^2 / 2`` is the Hamming distance ``<= T``).
 * Identical rows are merged with multiplicity weights. This is exact: copies of a row always
   carry the same potential, so the iteration on unique rows reproduces the one on all rows.
-* Each Sinkhorn half-step is a blocked, fused log-sum-exp over the byte table (``torch.compile``
-  when a C++ compiler is available, plain torch otherwise); potentials stay in float64.
-* Epsilon-scaling and over-relaxation bring the potentials near the fixed point in far fewer
-  iterations; the run always ends with plain Sinkhorn iterations at ``epsilon`` that satisfy the
-  reference stopping rule (summed absolute change of both potentials below ``tol``).
+* Each Sinkhorn half-step is one blocked, fused pass ``sum_j exp(z_ij - s_i)`` over the byte
+  table (``torch.compile`` when a C++ compiler is available, plain torch otherwise), with the
+  shift ``s_i`` taken from the current potential (no max pass); the rare rows whose sum leaves
+  a safe range are redone with a two-pass log-sum-exp. Both half-steps reduce along rows, the
+  second over a transposed copy of the table (column reductions run on one thread at half
+  speed). Potentials stay in float64.
+* Epsilon-scaling (one iteration per value) and Anderson extrapolation of ``g`` (memory 5,
+  restarted when the residual grows tenfold) bring the potentials near the fixed point in far
+  fewer iterations than plain Sinkhorn or fixed over-relaxation at n >= 2000 (T = 30, n = 30000:
+  132 instead of 252). The run always ends with a plain iteration at ``epsilon`` that satisfies
+  the reference stopping rule (summed absolute change of both potentials below ``tol``).
+* Not kept (measured): warm-starting a second matching against the same ``x`` from the first
+  one's ``f`` (no fewer iterations: the near-assignment structure differs), other epsilon
+  schedules, truncating far pairs (a quarter of all pairs stay within e^-20 of each row's
+  largest term), float64 kernels (4x slower per iteration, no fewer iterations).
 """
 
 from __future__ import annotations
@@ -30,9 +40,11 @@ logger = logging.getLogger("hmmrnn.sinkhorn")
 
 __all__ = ["MatchResult", "SINKHORN", "Sinkhorn", "match_sequences"]
 
-# Elements of the byte table handled per block; the fused kernels never materialise more than
-# a few float buffers of this size.
+# Elements of the byte table handled per block. Eager kernels materialise a few float buffers of
+# this size; compiled ones fuse everything and take larger blocks, since every call is a parallel
+# region whose start waits for all threads (costly on a busy machine).
 _BLOCK_ELEMENTS = 1 << 22
+_BLOCK_ELEMENTS_COMPILED = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -71,9 +83,12 @@ def _row_lse(sq: torch.Tensor, h: torch.Tensor, scale: torch.Tensor) -> torch.Te
     return torch.logsumexp(z, dim=1)
 
 
-def _col_lse(sq: torch.Tensor, h: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    z = h[:, None] - torch.sqrt(sq.to(h.dtype)) * scale
-    return torch.logsumexp(z, dim=0)
+# One-pass sum of exp(z - s) with a shift ``s`` per row: no max pass. ``s`` is the log-sum-exp
+# implied by the current potentials, so sums stay near 1; rows whose sum leaves a safe range are
+# recomputed with the two-pass kernel above.
+def _row_sum(sq: torch.Tensor, h: torch.Tensor, scale: torch.Tensor, s: torch.Tensor):
+    z = h[None, :] - torch.sqrt(sq.to(h.dtype)) * scale - s[:, None]
+    return torch.exp(z).sum(dim=1)
 
 
 def _col_argmax(sq: torch.Tensor, f: torch.Tensor, root_q: torch.Tensor):
@@ -81,31 +96,39 @@ def _col_argmax(sq: torch.Tensor, f: torch.Tensor, root_q: torch.Tensor):
     return torch.max(z, dim=0)
 
 
-_KERNELS: dict[str, object] = {}
+_EAGER = (_row_lse, _row_sum, _col_argmax)
+_KERNELS: dict[str, tuple] = {}
 # Compiling costs 13-20 s once per process; below this many (unique) pairs eager kernels finish
 # sooner than the compiler does.
 _COMPILE_MIN_PAIRS = 1 << 24
+# Anderson acceleration: a residual this many times the best so far clears the history; the
+# ridge keeps the small least-squares problem well posed.
+_AA_RESTART = 10.0
+_AA_RIDGE = 1e-10
+# One-pass sums outside [_SUM_LO, _SUM_HI] are recomputed: within it no term that matters can
+# overflow or fall below the normal float32 range.
+_SUM_LO, _SUM_HI = 1e-20, 1e20
 
 
 def _kernels(use_compile: bool):
-    """Return (row_lse, col_lse, col_argmax), compiled once per process when possible."""
+    """Return (row_lse, row_sum, col_argmax), compiled once per process when possible."""
     key = "compiled" if use_compile else "eager"
     if key not in _KERNELS:
-        fns = (_row_lse, _col_lse, _col_argmax)
+        fns = _EAGER
         if use_compile:
             try:
-                fns = tuple(torch.compile(fn, dynamic=True) for fn in fns)
+                fns = tuple(torch.compile(fn, dynamic=True) for fn in _EAGER)
                 # Compile errors surface on the first call: try a tiny problem now.
                 sq = torch.zeros((3, 5), dtype=torch.uint8)
-                one = torch.tensor(1.0, dtype=torch.float64)
-                fns[0](sq, torch.zeros(5, dtype=torch.float32), one.float())
-                fns[1](sq, torch.zeros(3, dtype=torch.float32), one.float())
-                fns[2](sq, torch.zeros(3, dtype=torch.float64), one)
-                fns[0](sq, torch.zeros(5, dtype=torch.float64), one)
-                fns[1](sq, torch.zeros(3, dtype=torch.float64), one)
+                for dt in (torch.float32, torch.float64):
+                    one = torch.tensor(1.0, dtype=dt)
+                    h5, h3 = torch.zeros(5, dtype=dt), torch.zeros(3, dtype=dt)
+                    fns[0](sq, h5, one)
+                    fns[1](sq, h5, one, h3)
+                fns[2](sq, torch.zeros(3, dtype=torch.float64), torch.tensor(1.0).double())
             except Exception as err:  # no C++ compiler, unsupported platform, ...
                 logger.warning("torch.compile unavailable (%s); using eager kernels", err)
-                fns = (_row_lse, _col_lse, _col_argmax)
+                fns = _EAGER
         _KERNELS[key] = fns
     return _KERNELS[key]
 
@@ -169,9 +192,15 @@ class Sinkhorn:
     scaling : float or None
         Ratio of the epsilon-scaling schedule (from the cost diameter down to ``epsilon``, one
         iteration per value, as in geomloss); ``None`` starts directly at ``epsilon``.
+    acceleration : {"anderson", "overrelaxation", None}
+        How iterations at ``epsilon`` are accelerated. ``"anderson"``: Anderson extrapolation
+        of ``g`` between plain iterations (the last one meets the stopping rule);
+        ``"overrelaxation"``: ``f <- f + omega * (T(g) - f)`` (and likewise ``g``) until the
+        change falls below ``tol``, then plain iterations; ``None``: plain iterations.
+    anderson_memory : int
+        Number of past differences Anderson extrapolation uses.
     overrelaxation : float
-        Relaxation factor ``omega`` in ``[1, 2)`` used before the final plain iterations
-        (``f <- f + omega * (T(g) - f)``); 1 disables it.
+        Relaxation factor ``omega`` in ``[1, 2)`` for ``acceleration="overrelaxation"``.
     compile : bool
         Use ``torch.compile`` for the block kernels when it works on this machine and the
         problem has at least 2**24 unique pairs (smaller ones finish before it compiles).
@@ -186,6 +215,8 @@ class Sinkhorn:
         device=None,
         dtype: torch.dtype = torch.float32,
         scaling: float | None = 0.5,
+        acceleration: str | None = "anderson",
+        anderson_memory: int = 5,
         overrelaxation: float = 1.8,
         compile: bool = True,
     ) -> None:
@@ -201,6 +232,12 @@ class Sinkhorn:
             raise ValueError(f"dtype must be torch.float32 or torch.float64 (got {dtype})")
         if scaling is not None and not (0 < scaling < 1):
             raise ValueError(f"scaling must be in (0, 1) or None (got {scaling!r})")
+        if acceleration not in ("anderson", "overrelaxation", None):
+            raise ValueError(
+                f"acceleration must be 'anderson', 'overrelaxation' or None (got {acceleration!r})"
+            )
+        if not (isinstance(anderson_memory, int) and anderson_memory >= 1):
+            raise ValueError(f"anderson_memory must be an integer >= 1 (got {anderson_memory!r})")
         if not (1.0 <= overrelaxation < 2.0):
             raise ValueError(f"overrelaxation must be in [1, 2) (got {overrelaxation!r})")
         self.epsilon = float(epsilon)
@@ -210,13 +247,15 @@ class Sinkhorn:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype
         self.scaling = scaling
+        self.acceleration = acceleration
+        self.anderson_memory = anderson_memory
         self.overrelaxation = float(overrelaxation)
         self.compile = bool(compile)
 
     def __repr__(self) -> str:
         return (
             f"Sinkhorn(epsilon={self.epsilon}, max_iter={self.max_iter}, tol={self.tol}, "
-            f"scaling={self.scaling}, overrelaxation={self.overrelaxation}, dtype={self.dtype})"
+            f"scaling={self.scaling}, acceleration={self.acceleration!r}, dtype={self.dtype})"
         )
 
     # ----------------------------------------------------------------------------------------
@@ -275,8 +314,8 @@ class Sinkhorn:
 
     # ----------------------------------------------------------------------------------------
 
-    def _blocks(self, rows: int, cols: int):
-        bs = self.block_size or max(1, _BLOCK_ELEMENTS // max(cols, 1))
+    def _blocks(self, rows: int, cols: int, elements: int = _BLOCK_ELEMENTS):
+        bs = self.block_size or max(1, elements // max(cols, 1))
         return [(s, min(s + bs, rows)) for s in range(0, rows, bs)]
 
     def _distance_table(self, xu: np.ndarray, yu: np.ndarray):
@@ -331,78 +370,70 @@ class Sinkhorn:
 
     def _iterate(self, sq, q, count_x, count_y, n, m):
         dev, kdt = self.device, self.dtype
-        row_lse, col_lse, _ = _kernels(self._use_compile(sq))
+        compiled = self._use_compile(sq)
+        row_lse, row_sum, _ = _kernels(compiled)
+        elements = _BLOCK_ELEMENTS_COMPILED if compiled else _BLOCK_ELEMENTS
         cx = torch.as_tensor(count_x, dtype=torch.float64, device=dev)
         cy = torch.as_tensor(count_y, dtype=torch.float64, device=dev)
         log_cx, log_cy = cx.log(), cy.log()
         log_a, log_b = math.log(1.0 / n), math.log(1.0 / m)
-        row_blocks = self._blocks(sq.shape[0], sq.shape[1])
+        # Both half-steps reduce along rows: a column reduction over the table runs on one
+        # thread and at half speed, so the g-update reads a transposed copy (n * m more bytes).
+        sq_t = sq.T.contiguous()
+        fallbacks = [0]
 
         # Copy-level potentials (one value per unique row); duplicates enter the sums through
         # log-counts, so every update equals the reference's update on the full sets.
-        def update_f(g, eps):
-            h = g + eps * log_cy
+        # ``cur`` is the potential being replaced: it gives each row's shift.
+        def half_step(table, other, log_c, log_marg, cur, eps):
+            h = other + eps * log_c
             shift = h.max()
             hk = ((h - shift) / eps).to(kdt)
-            scale = torch.tensor(math.sqrt(q) / eps, dtype=kdt)
-            lse = torch.cat([row_lse(sq[a:b], hk, scale) for a, b in row_blocks]).double()
-            return eps * log_a - eps * lse - shift
+            scale = torch.tensor(math.sqrt(q) / eps, dtype=kdt, device=dev)
+            s = ((eps * log_marg - cur - shift) / eps).to(kdt)
+            blocks = self._blocks(table.shape[0], table.shape[1], elements)
+            total = torch.cat([row_sum(table[a:b], hk, scale, s[a:b]) for a, b in blocks])
+            lse = s.double() + total.double().log()
+            bad = torch.nonzero(~((total > _SUM_LO) & (total < _SUM_HI))).ravel()
+            if bad.numel():
+                fallbacks[0] += bad.numel()
+                for a, b in self._blocks(bad.numel(), table.shape[1]):
+                    lse[bad[a:b]] = row_lse(table[bad[a:b]], hk, scale).double()
+            return eps * log_marg - eps * lse - shift
 
-        def update_g(f, eps):
-            h = f + eps * log_cx
-            shift = h.max()
-            hk = ((h - shift) / eps).to(kdt)
-            scale = torch.tensor(math.sqrt(q) / eps, dtype=kdt)
-            acc = torch.full((sq.shape[1],), -math.inf, dtype=torch.float64, device=dev)
-            for a, b in row_blocks:
-                acc = torch.logaddexp(acc, col_lse(sq[a:b], hk[a:b], scale).double())
-            return eps * log_b - eps * acc - shift
+        def update_f(g, cur, eps):
+            return half_step(sq, g, log_cy, log_a, cur, eps)
 
-        f = torch.zeros(sq.shape[0], dtype=torch.float64, device=dev)
+        def update_g(f, cur, eps):
+            return half_step(sq_t, f, log_cx, log_b, cur, eps)
+
+        def change_of(f, f_prev, g, g_prev):
+            return float((cx * (f - f_prev).abs()).sum() + (cy * (g - g_prev).abs()).sum())
+
         g = torch.zeros(sq.shape[1], dtype=torch.float64, device=dev)
         n_iter = 0
         eps_final = self.epsilon
+        f = torch.zeros(sq.shape[0], dtype=torch.float64, device=dev)
         if self.scaling is not None:
             diameter = math.sqrt(q * float(sq.max()))
             for eps in _eps_schedule(diameter, eps_final, self.scaling):
                 if n_iter >= self.max_iter - 1:
                     break
-                f = update_f(g, eps)
-                g = update_g(f, eps)
+                f = update_f(g, f, eps)
+                g = update_g(f, g, eps)
                 n_iter += 1
 
-        omega = self.overrelaxation
-        prev_change, rises = math.inf, 0
-        converged = False
-        while n_iter < self.max_iter:
-            f_prev, g_prev = f, g
-            f = update_f(g, eps_final)
-            if omega != 1.0:
-                f = f_prev + omega * (f - f_prev)
-            g = update_g(f, eps_final)
-            if omega != 1.0:
-                g = g_prev + omega * (g - g_prev)
-            n_iter += 1
-            change = float((cx * (f - f_prev).abs()).sum() + (cy * (g - g_prev).abs()).sum())
-            if n_iter % 10 == 0 or change < self.tol:
-                logger.info(
-                    "Sinkhorn iteration %d: change %.3g (omega %.2f)", n_iter, change, omega
-                )
-            if not math.isfinite(change):
-                raise FloatingPointError(
-                    f"Sinkhorn potentials became non-finite at iteration {n_iter}"
-                )
-            if omega == 1.0:
-                if change < self.tol:
-                    converged = True
-                    break
-                continue
-            # Over-relaxation is only locally convergent: fall back to plain steps if the
-            # change keeps growing, and always finish with plain steps for the stopping rule.
-            rises = rises + 1 if change > prev_change else 0
-            prev_change = change
-            if change < self.tol or rises >= 3:
-                omega = 1.0
+        if self.acceleration == "anderson":
+            f, g, n_iter, converged = self._anderson(
+                update_f, update_g, change_of, f, g, cy, n_iter
+            )
+        else:
+            omega = self.overrelaxation if self.acceleration == "overrelaxation" else 1.0
+            f, g, n_iter, converged = self._relaxed(
+                update_f, update_g, change_of, f, g, omega, n_iter
+            )
+        if fallbacks[0]:
+            logger.debug("two-pass fallback for %d outputs", fallbacks[0])
         if not converged:
             logger.warning(
                 "Sinkhorn did not meet the stopping rule (tol=%g) in %d iterations",
@@ -410,6 +441,82 @@ class Sinkhorn:
                 self.max_iter,
             )
         return f, g, n_iter, converged
+
+    def _check(self, n_iter, change, note):
+        if n_iter % 10 == 0 or change < self.tol:
+            logger.info("Sinkhorn iteration %d: change %.3g (%s)", n_iter, change, note)
+        if not math.isfinite(change):
+            raise FloatingPointError(f"Sinkhorn potentials became non-finite at iteration {n_iter}")
+
+    def _relaxed(self, update_f, update_g, change_of, f, g, omega, n_iter):
+        """Over-relaxed iterations (``omega > 1``), then plain ones until the stopping rule."""
+        eps = self.epsilon
+        prev_change, rises = math.inf, 0
+        while n_iter < self.max_iter:
+            f_prev, g_prev = f, g
+            f = update_f(g, f, eps)
+            if omega != 1.0:
+                f = f_prev + omega * (f - f_prev)
+            g = update_g(f, g, eps)
+            if omega != 1.0:
+                g = g_prev + omega * (g - g_prev)
+            n_iter += 1
+            change = change_of(f, f_prev, g, g_prev)
+            self._check(n_iter, change, f"omega {omega:.2f}")
+            if omega == 1.0:
+                if change < self.tol:
+                    return f, g, n_iter, True
+                continue
+            # Over-relaxation is only locally convergent: fall back to plain steps if the
+            # change keeps growing, and always finish with plain steps for the stopping rule.
+            rises = rises + 1 if change > prev_change else 0
+            prev_change = change
+            if change < self.tol or rises >= 3:
+                omega = 1.0
+        return f, g, n_iter, False
+
+    def _anderson(self, update_f, update_g, change_of, f, g, cy, n_iter):
+        """Anderson-accelerated (type II) iterations of the map ``g -> G(F(g))``.
+
+        Every step evaluates one plain Sinkhorn iteration from the held pair ``(f, g)``; its
+        change is the reference's stopping quantity, so the run ends on a plain iteration that
+        meets the rule. Extrapolated ``g`` only chooses where the next plain iteration starts.
+        """
+        eps, mem = self.epsilon, self.anderson_memory
+        w = cy.sqrt()  # duplicates weigh as often as they occur, as in the stopping rule
+        g_hist: list[torch.Tensor] = []
+        r_hist: list[torch.Tensor] = []
+        best = math.inf
+        while n_iter < self.max_iter:
+            f_new = update_f(g, f, eps)
+            g_new = update_g(f_new, g, eps)
+            n_iter += 1
+            change = change_of(f_new, f, g_new, g)
+            self._check(n_iter, change, f"anderson {len(g_hist)}")
+            if change < self.tol:
+                return f_new, g_new, n_iter, True
+            r = w * (g_new - g)
+            r_norm = float(r.norm())
+            # Safeguard: a step that made the residual much worse restarts from plain steps.
+            if r_norm > _AA_RESTART * best:
+                g_hist.clear()
+                r_hist.clear()
+            best = min(best, r_norm)
+            g_hist.append(g_new)
+            r_hist.append(r)
+            if len(g_hist) > mem + 1:
+                g_hist.pop(0)
+                r_hist.pop(0)
+            f, g = f_new, g_new
+            if len(g_hist) >= 2:
+                d_r = torch.stack(r_hist, dim=1).diff(dim=1)
+                d_g = torch.stack(g_hist, dim=1).diff(dim=1)
+                gram = d_r.T @ d_r
+                ridge = _AA_RIDGE * torch.trace(gram)
+                gram += ridge * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+                gamma = torch.linalg.solve(gram, d_r.T @ r)
+                g = g_new - d_g @ gamma
+        return f, g, n_iter, False
 
 
 def _eps_schedule(diameter: float, eps: float, scaling: float) -> list[float]:
