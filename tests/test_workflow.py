@@ -23,6 +23,7 @@ def copy_workflow(dest: Path) -> Path:
     """A private copy of the workflow (no results, no .snakemake) to run in."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Snakefile", dest / "Snakefile")
+    shutil.copytree(ROOT / "profiles" / "default", dest / "profiles" / "default")
     for folder in ("workflow", "config", ".test"):
         shutil.copytree(
             ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("results", "__pycache__")
