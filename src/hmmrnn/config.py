@@ -213,13 +213,11 @@ class ExperimentConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-def _linear_chain(states: int, seq_len: int) -> dict[str, Any]:
-    return {
-        "hmm": HMMConfig(
-            states=states, outputs=3, transition_method="stay_prob", emission_method="linear"
-        ),
-        "data": DataConfig(seq_len=seq_len),
-    }
+def _chain(states: int) -> HMMConfig:
+    """The paper's linear chains: stay probability 0.95, linear emissions, 3 outputs."""
+    return HMMConfig(
+        states=states, outputs=3, transition_method="stay_prob", emission_method="linear"
+    )
 
 
 @dataclass(frozen=True)
@@ -231,32 +229,32 @@ class DefaultConfig(ExperimentConfig):
 class HMMSmall(DefaultConfig):
     """2-state linear chain, 3 outputs (paper: sequence length 100)."""
 
-    hmm: HMMConfig = field(default_factory=lambda: _linear_chain(2, 100)["hmm"])
-    data: DataConfig = field(default_factory=lambda: _linear_chain(2, 100)["data"])
+    hmm: HMMConfig = field(default_factory=lambda: _chain(2))
+    data: DataConfig = field(default_factory=lambda: DataConfig(seq_len=100))
 
 
 @dataclass(frozen=True)
 class HMMMedium(DefaultConfig):
     """3-state linear chain, 3 outputs (paper: sequence length 30)."""
 
-    hmm: HMMConfig = field(default_factory=lambda: _linear_chain(3, 30)["hmm"])
-    data: DataConfig = field(default_factory=lambda: _linear_chain(3, 30)["data"])
+    hmm: HMMConfig = field(default_factory=lambda: _chain(3))
+    data: DataConfig = field(default_factory=lambda: DataConfig(seq_len=30))
 
 
 @dataclass(frozen=True)
 class HMMLarge(DefaultConfig):
     """4-state linear chain, 3 outputs (paper: sequence length 30)."""
 
-    hmm: HMMConfig = field(default_factory=lambda: _linear_chain(4, 30)["hmm"])
-    data: DataConfig = field(default_factory=lambda: _linear_chain(4, 30)["data"])
+    hmm: HMMConfig = field(default_factory=lambda: _chain(4))
+    data: DataConfig = field(default_factory=lambda: DataConfig(seq_len=30))
 
 
 @dataclass(frozen=True)
 class HMMVeryLarge(DefaultConfig):
     """5-state linear chain, 3 outputs (paper: sequence length 40)."""
 
-    hmm: HMMConfig = field(default_factory=lambda: _linear_chain(5, 40)["hmm"])
-    data: DataConfig = field(default_factory=lambda: _linear_chain(5, 40)["data"])
+    hmm: HMMConfig = field(default_factory=lambda: _chain(5))
+    data: DataConfig = field(default_factory=lambda: DataConfig(seq_len=40))
 
 
 @dataclass(frozen=True)
