@@ -19,8 +19,9 @@ float matrices alive (n = 30000: tens of GB). This one exploits the structure of
 * Epsilon-scaling (one iteration per value) and Anderson extrapolation of ``g`` (memory 5,
   restarted when the residual grows tenfold) bring the potentials near the fixed point in far
   fewer iterations than plain Sinkhorn or fixed over-relaxation 1.8 at large n (T = 30,
-  n = 10000: 128 instead of 222; below n ~ 2000 over-relaxation is as fast or faster). The run always ends with a plain iteration at ``epsilon`` that satisfies
-  the reference stopping rule (summed absolute change of both potentials below ``tol``).
+  n = 10000: 128 instead of 222; below n ~ 2000 over-relaxation is as fast or faster). The run
+  always ends with a plain iteration at ``epsilon`` that satisfies the reference stopping rule
+  (summed absolute change of both potentials below ``tol``).
 * Not kept (measured): warm-starting a second matching against the same ``x`` from the first
   one's ``f`` (no fewer iterations: the near-assignment structure differs), other epsilon
   schedules, truncating far pairs (a quarter of all pairs stay within e^-20 of each row's
