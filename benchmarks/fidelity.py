@@ -31,12 +31,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from hmmrnn._utils import as_rng, torch_generator, write_json
+from hmmrnn._utils import as_rng, write_json
 from hmmrnn.config import expand_experiments, stage_seed
 from hmmrnn.hmm import HMM, one_hot, split_labels
-from hmmrnn.model import NoiseRNN, generate
-from hmmrnn.stages import module_kwargs, trainer_kwargs
-from hmmrnn.testing import compare
+from hmmrnn.model import NoiseRNN
+from hmmrnn.stages import compare_model, module_kwargs, trainer_kwargs
 from hmmrnn.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,30 +89,8 @@ def train_experiment(cfg, log=print, device: str = "cpu") -> dict:
 
 def evaluate(cfg, hmm: HMM, module: NoiseRNN) -> dict:
     """Fidelity of ``module`` against fresh HMM samples (test section of ``cfg``)."""
-    rng = as_rng(stage_seed(cfg.seed, "test"))
-    n, seq_len = cfg.test.num_seq, cfg.test_seq_len
-    obs_a, _ = hmm.sample(n, seq_len, rng)
-    obs_b, _ = hmm.sample(n, seq_len, rng)
-    gen = generate(
-        module,
-        n,
-        seq_len,
-        generator=torch_generator(int(rng.integers(2**63))),
-        batch_size=4096,
-        return_hidden=False,
-    )
-    res = compare(
-        hmm,
-        obs_a,
-        obs_b,
-        gen.observations,
-        hmm.outputs,
-        epsilon=cfg.test.epsilon,
-        max_iter=cfg.test.max_iter,
-        tol=cfg.test.tol,
-        max_kgram=cfg.test.max_kgram,
-    )
-    return res.summary()
+    seed = stage_seed(cfg.seed, "test")
+    return compare_model(hmm, module, cfg.test, cfg.test_seq_len, seed).summary()
 
 
 def passes(row: dict) -> dict:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hmmrnn._utils import _json_default, atomic_path
-from hmmrnn.hmm import HMM, SPLIT_NAMES
+from hmmrnn.hmm import HMM, SPLIT_NAMES, _check_observations
 
 HMM_KEY = b"hmmrnn.hmm"
 METADATA_KEY = b"hmmrnn.metadata"
@@ -80,15 +80,7 @@ def _split_index(split: str | int) -> int:
 
 
 def _as_uint8_matrix(name: str, values: Any, limit: int) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (num_seq, seq_len) (got shape {arr.shape})")
-    if arr.dtype.kind not in "iu":
-        raise ValueError(f"{name} must hold integers (got dtype {arr.dtype})")
-    bad = (arr < 0) | (arr >= limit)
-    if np.any(bad):
-        raise ValueError(f"{name} must lie in [0, {limit}) (got values {np.unique(arr[bad])})")
-    return arr.astype(np.uint8)
+    return _check_observations(values, limit, name).astype(np.uint8)
 
 
 def _fixed_size_list(arr: np.ndarray) -> pa.FixedSizeListArray:

@@ -251,6 +251,41 @@ def trained_dynamics(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     return {"init": bool(training.get("init", True)), "tau": float(training.get("tau", 1.0))}
 
 
+def compare_model(hmm, module, test: TestConfig, seq_len: int, seed: int, **dynamics: Any):
+    """Sample two HMM sets and one RNN set from ``seed`` and compare them (the test stage).
+
+    ``dynamics`` are extra sampling settings for the RNN (``init``, ``tau``).
+    """
+    from hmmrnn._utils import as_rng
+    from hmmrnn.model import generate
+    from hmmrnn.testing import compare
+
+    rng = as_rng(seed)
+    obs_a, _ = hmm.sample(test.num_seq, seq_len, rng)
+    obs_b, _ = hmm.sample(test.num_seq, seq_len, rng)
+    generated = generate(
+        module,
+        test.num_seq,
+        seq_len,
+        dynamics_mode=test.dynamics_mode,
+        generator=torch_generator(int(rng.integers(2**63))),
+        batch_size=4096,
+        return_hidden=False,
+        **dynamics,
+    )
+    return compare(
+        hmm,
+        obs_a,
+        obs_b,
+        generated.observations,
+        hmm.outputs,
+        epsilon=test.epsilon,
+        max_iter=test.max_iter,
+        tol=test.tol,
+        max_kgram=test.max_kgram,
+    )
+
+
 def test_model(
     *,
     model_path: PathLike,
@@ -262,40 +297,14 @@ def test_model(
     tables_path: PathLike,
 ) -> None:
     """Compare fresh HMM samples (two independent sets) with RNN samples; save the results."""
-    from hmmrnn._utils import as_rng
     from hmmrnn.checkpoint import load_checkpoint, model_from_checkpoint
     from hmmrnn.io import read_sequences
-    from hmmrnn.model import generate
-    from hmmrnn.testing import compare
 
     cfg = _section(TestConfig, test)
     hmm = read_sequences(data_path).hmm_model()
     checkpoint = load_checkpoint(model_path)
     module = model_from_checkpoint(checkpoint)
-    rng = as_rng(seed)
-    obs_a, _ = hmm.sample(cfg.num_seq, seq_len, rng)
-    obs_b, _ = hmm.sample(cfg.num_seq, seq_len, rng)
-    generated = generate(
-        module,
-        cfg.num_seq,
-        seq_len,
-        dynamics_mode=cfg.dynamics_mode,
-        generator=torch_generator(int(rng.integers(2**63))),
-        batch_size=4096,
-        return_hidden=False,
-        **trained_dynamics(checkpoint),
-    )
-    results = compare(
-        hmm,
-        obs_a,
-        obs_b,
-        generated.observations,
-        hmm.outputs,
-        epsilon=cfg.epsilon,
-        max_iter=cfg.max_iter,
-        tol=cfg.tol,
-        max_kgram=cfg.max_kgram,
-    )
+    results = compare_model(hmm, module, cfg, seq_len, seed, **trained_dynamics(checkpoint))
     results.save(summary_path, tables_path)
 
 
