@@ -140,6 +140,10 @@ class Trainer:
         Random N(0, 1) initial hidden state (True) or zeros.
     loss, p, blur, scaling, debias, backend
         Arguments of ``geomloss.SamplesLoss``.
+    fused_loss : bool
+        Compute geomloss's tensorized Sinkhorn divergence with a compiled soft-min kernel on
+        the CPU (:class:`hmmrnn.loss.SinkhornLoss`: the same loss and gradient to float
+        rounding, several times faster at large batches). False calls geomloss unchanged.
     criterion : callable, optional
         ``criterion(generated, target) -> scalar tensor`` on (B, T*O) tensors; replaces the
         geomloss loss.
@@ -191,6 +195,7 @@ class Trainer:
         scaling: float = 0.5,
         debias: bool = True,
         backend: str = "tensorized",
+        fused_loss: bool = True,
         criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         betas: Sequence[float] = (0.9, 0.9),
         weight_decay: float = 0.0,
@@ -229,6 +234,7 @@ class Trainer:
         if backend not in GEOMLOSS_BACKENDS:
             raise ValueError(f"backend must be one of {list(GEOMLOSS_BACKENDS)} (got {backend!r})")
         self.backend = backend
+        self.fused_loss = _check_bool("fused_loss", fused_loss)
         if criterion is not None and not callable(criterion):
             raise ValueError(f"criterion must be callable or None (got {criterion!r})")
         self.criterion = criterion
@@ -288,6 +294,7 @@ class Trainer:
             "scaling": self.scaling,
             "debias": self.debias,
             "backend": self.backend,
+            "fused_loss": self.fused_loss,
             "betas": list(self.betas),
             "weight_decay": self.weight_decay,
             "seed": self.seed,
@@ -315,15 +322,16 @@ class Trainer:
     def make_criterion(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         if self.criterion is not None:
             return self.criterion
-        import geomloss
+        from hmmrnn.loss import SinkhornLoss
 
-        return geomloss.SamplesLoss(
-            loss=self.loss,
+        return SinkhornLoss(
+            self.loss,
             p=self.p,
             blur=self.blur,
             scaling=self.scaling,
             debias=self.debias,
             backend=self.backend,
+            fused=self.fused_loss,
         )
 
     # ------------------------------------------------------------------ training
