@@ -293,3 +293,20 @@ def test_bad_data_and_module():
         tr.fit(bad, VAL)
     with pytest.raises(ValueError, match="duplicates"):
         sweep_learning_rates(make_module, [1e-3, 1e-3], TRAIN, VAL)
+
+
+def test_keep_weights_last_returns_the_final_epoch():
+    def fit(keep):
+        m = make_module(seed=3)
+        # Later calls look worse, so the lowest validation loss is not the last one.
+        loss = MeanMatch(offset_per_call=0.01)
+        return m, trainer(m, criterion=loss, epochs=4, keep_weights=keep).fit(TRAIN, VAL)
+
+    m_last, last = fit("last")
+    assert last.best_epoch == 3 and last.best_val_loss == last.val_loss[-1]
+    assert all(torch.equal(last.best_state_dict[k], v) for k, v in m_last.state_dict().items())
+    _, best = fit("best")
+    assert best.val_loss == last.val_loss  # the choice does not change the training itself
+    assert best.best_epoch < 3 and best.best_val_loss == min(best.val_loss)
+    with pytest.raises(ValueError, match="keep_weights must be one of .*'final'"):
+        trainer(keep_weights="final")

@@ -122,6 +122,7 @@ class TrainingConfig:
     lr_schedule: str = _spec("constant", choices=("constant", "cosine"))
     lr_min: float = _spec(0.0, min=0.0)
     max_val_seq: int | None = _spec(None, min=1)
+    keep_weights: str = _spec("best", choices=("best", "last"))
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,7 @@ def trainer_kwargs(training: TrainingConfig) -> dict[str, Any]:
         "lr_schedule": training.lr_schedule,
         "lr_min": training.lr_min,
         "max_val_seq": training.max_val_seq,
+        "keep_weights": training.keep_weights,
     }
 
 

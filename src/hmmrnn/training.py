@@ -35,6 +35,7 @@ logger = logging.getLogger("hmmrnn.training")
 GEOMLOSS_LOSSES = ("sinkhorn", "hausdorff", "energy", "gaussian", "laplacian")
 GEOMLOSS_BACKENDS = ("tensorized", "online", "multiscale", "auto")
 LR_SCHEDULES = ("constant", "cosine")
+KEEP_WEIGHTS = ("best", "last")
 # Settings that may change between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = (
     "epochs",
@@ -43,6 +44,7 @@ _RESUMABLE_CHANGES = (
     "early_stopping_patience",
     "log_every",
     "verbose",
+    "keep_weights",
 )
 
 
@@ -55,7 +57,8 @@ class TrainingResult:
     train_loss, val_loss : list of float
         Per-epoch mean losses (length ``epochs_run``).
     best_epoch : int
-        0-based index of the epoch with the lowest validation loss (-1 if no epoch ran).
+        0-based index of the epoch whose weights are kept: the lowest validation loss, or the
+        last epoch with ``Trainer(keep_weights="last")`` (-1 if no epoch ran).
     best_val_loss : float
         ``val_loss[best_epoch]``.
     best_state_dict : dict of str to torch.Tensor
@@ -177,6 +180,12 @@ class Trainer:
     max_val_seq : int, optional
         Evaluate the validation loss on only the first ``max_val_seq`` sequences (faster
         epochs); all of them when None.
+    keep_weights : {"best", "last"}
+        Which weights the result carries as ``best_state_dict`` (with ``best_epoch`` and
+        ``best_val_loss``): those of the epoch with the lowest validation loss (the paper's
+        choice) or those of the last epoch. Under a decaying schedule the minibatch Sinkhorn
+        validation loss bottoms out early and tracks fidelity poorly, so ``"last"`` can emulate
+        the HMM more closely. Early stopping always watches the lowest validation loss.
     """
 
     def __init__(
@@ -210,6 +219,7 @@ class Trainer:
         lr_schedule: str = "constant",
         lr_min: float = 0.0,
         max_val_seq: int | None = None,
+        keep_weights: str = "best",
     ) -> None:
         if not isinstance(module, NoiseRNN):
             raise ValueError(f"module must be a NoiseRNN (got {type(module).__name__})")
@@ -277,6 +287,11 @@ class Trainer:
         self.max_val_seq = (
             None if max_val_seq is None else _check_positive_int("max_val_seq", max_val_seq)
         )
+        if keep_weights not in KEEP_WEIGHTS:
+            raise ValueError(
+                f"keep_weights must be one of {list(KEEP_WEIGHTS)} (got {keep_weights!r})"
+            )
+        self.keep_weights = keep_weights
 
     # ------------------------------------------------------------------ configuration
     def config(self) -> dict:
@@ -308,6 +323,7 @@ class Trainer:
             "lr_schedule": self.lr_schedule,
             "lr_min": self.lr_min,
             "max_val_seq": self.max_val_seq,
+            "keep_weights": self.keep_weights,
         }
 
     def learning_rate_at(self, step: int, total_steps: int) -> float:
@@ -482,12 +498,15 @@ class Trainer:
         if self.checkpoint_path is not None:
             self._save(state, optimizer, gen, fingerprint)
 
+        kept = (state["best_epoch"], state["best_val_loss"], copy.deepcopy(state["best_state"]))
+        if self.keep_weights == "last" and state["epoch"] > 0:
+            kept = (state["epoch"] - 1, state["val_loss"][-1], _cpu_state(m))
         return TrainingResult(
             train_loss=list(state["train_loss"]),
             val_loss=list(state["val_loss"]),
-            best_epoch=state["best_epoch"],
-            best_val_loss=state["best_val_loss"],
-            best_state_dict=copy.deepcopy(state["best_state"]),
+            best_epoch=kept[0],
+            best_val_loss=kept[1],
+            best_state_dict=kept[2],
             epochs_run=state["epoch"],
             stopped_early=state["stopped_early"],
             epoch_seconds=list(state["epoch_seconds"]),
