@@ -81,9 +81,16 @@ def rnn_loop_generate(
 ) -> dict[str, torch.Tensor]:
     """Generate sequences one sequence and one time step at a time, with torch ops per step.
 
+    This mirrors the structure of the paper's generator: the hidden states, logits and
+    outputs live in preallocated (num_seq, seq_len, .) tensors; every step draws its input
+    with ``torch.normal(mean=0, std=1, size=(I,)).float().to(device)`` and writes
+    ``h[i, t] = relu(x @ W_ih.T + h[i, t - 1] @ W_hh.T)`` into the preallocated tensor; after
+    each sequence, its readout ``logits[i] = h[i] @ W_out.T`` and its hard Gumbel-softmax
+    sample ``F.gumbel_softmax(logits[i], tau, hard=True, eps=1e-10)`` are computed in one call
+    each. For the PCA the paper ran one long trajectory the same way (``num_seq=1``).
+
     ``module`` is a single-layer ReLU RNN with ``.rnn`` (``torch.nn.RNN``) and ``.fc``
     (``torch.nn.Linear``), e.g. :class:`hmmrnn.model.NoiseRNN` or :class:`PaperStyleRNN`.
-    Every step draws a fresh ``torch.normal`` input of shape (I,) unless ``noise`` is given.
 
     Parameters
     ----------
@@ -101,43 +108,51 @@ def rnn_loop_generate(
     rnn = module.rnn
     if rnn.num_layers != 1:
         raise ValueError(f"the loop baseline supports one layer (got {rnn.num_layers})")
-    w_ih, w_hh = rnn.weight_ih_l0.detach(), rnn.weight_hh_l0.detach()
+    ih, hh = rnn.weight_ih_l0.detach(), rnn.weight_hh_l0.detach()
     bias = None
     if rnn.bias:
         bias = (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach()
-    w_out = module.fc.weight.detach()
-    b_out = None if module.fc.bias is None else module.fc.bias.detach()
-    hidden_size, input_size = w_ih.shape[0], w_ih.shape[1]
+    fc = module.fc.weight.detach()
+    fc_bias = None if module.fc.bias is None else module.fc.bias.detach()
+    hidden_size, input_size = ih.shape
+    device = ih.device
 
-    hidden = torch.zeros((num_seq, seq_len, hidden_size))
+    h = torch.zeros((num_seq, seq_len, hidden_size), device=device)
+    logits = torch.zeros((num_seq, seq_len, fc.shape[0]), device=device)
+    outs = torch.zeros((num_seq, seq_len, fc.shape[0]), device=device)
     with torch.no_grad():
         for i in range(num_seq):
             if h0 is not None:
-                h = h0[i]
+                h_init = h0[i].to(device)
             elif init:
-                h = torch.normal(0.0, 1.0, size=(hidden_size,), generator=generator)
+                h_init = (
+                    torch.normal(mean=0.0, std=1.0, size=(hidden_size,), generator=generator)
+                    .float()
+                    .to(device)
+                )
             else:
-                h = torch.zeros(hidden_size)
+                h_init = torch.zeros(hidden_size, device=device)
             for t in range(seq_len):
                 if noise is not None:
-                    x = noise[i, t]
+                    x = noise[i, t].float().to(device)
                 else:
-                    x = torch.normal(0.0, 1.0, size=(input_size,), generator=generator)
-                pre = x @ w_ih.T + h @ w_hh.T
+                    x = (
+                        torch.normal(mean=0.0, std=1.0, size=(input_size,), generator=generator)
+                        .float()
+                        .to(device)
+                    )
+                h_prev = h_init if t == 0 else h[i, t - 1]
+                pre = x @ ih.T + h_prev @ hh.T
                 if bias is not None:
                     pre = pre + bias
-                h = torch.relu(pre)
-                hidden[i, t] = h
-            # The readout and the Gumbel sample of one sequence in one call, as the paper did.
-        logits = hidden @ w_out.T
-        if b_out is not None:
-            logits = logits + b_out
-        outputs = F.gumbel_softmax(logits, tau=tau, hard=True, dim=-1)
+                h[i, t] = torch.relu(pre)
+            logits[i] = h[i] @ fc.T if fc_bias is None else h[i] @ fc.T + fc_bias
+            outs[i] = F.gumbel_softmax(logits[i], tau=tau, hard=True, eps=1e-10, dim=-1)
     return {
-        "hidden": hidden,
+        "hidden": h,
         "logits": logits,
-        "outputs": outputs,
-        "observations": outputs.argmax(dim=-1).numpy().astype(np.int64),
+        "outputs": outs,
+        "observations": outs.argmax(dim=-1).cpu().numpy().astype(np.int64),
     }
 
 

@@ -253,3 +253,17 @@ def test_measurements_run_in_process_on_tiny_sizes():
         assert out["seconds_scaled"] == pytest.approx(out["seconds"] * scale), name
         assert out["peak_bytes"] > 0 and len(out["times"]) == 1, name
     assert out["converged"] is True and out["n_iter"] >= 1
+
+
+def test_rnn_loop_long_trajectory_from_zero_equals_forward():
+    # The PCA baseline: one long trajectory from h = 0, readout and Gumbel sample at the end.
+    torch.manual_seed(2)
+    module = NoiseRNN(5, 7, output_size=3)
+    noise = torch.randn(1, 200, 5)
+    loop = baselines.rnn_loop_generate(module, 1, 200, init=False, noise=noise)
+    with torch.no_grad():
+        _, hidden, logits = module(noise, init=False)
+    torch.testing.assert_close(loop["hidden"], hidden, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loop["logits"], logits, rtol=1e-5, atol=1e-5)
+    assert torch.equal(loop["outputs"].sum(-1), torch.ones(1, 200))
+    assert loop["observations"].shape == (1, 200)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from hmmrnn import model
 from hmmrnn.model import DYNAMICS_MODES, NoiseRNN, generate, sample_outputs
 
 IN, H, OUT, N, T = 4, 8, 3, 64, 5
@@ -213,3 +214,215 @@ def test_config_rebuilds_module():
     assert {k: v.shape for k, v in m2.state_dict().items()} == {
         k: v.shape for k, v in m.state_dict().items()
     }
+
+
+# ------------------------------------------------------------------ the blocked recurrence
+
+MODES_GRID = [
+    (layers, bias, mode, init)
+    for layers in (1, 2)
+    for bias in (False, True)
+    for mode in DYNAMICS_MODES
+    for init in (True, False)
+]
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 8 sequences and two torch threads: several blocks per chunk, worker threads."""
+    monkeypatch.setattr(model, "_BLOCK_SEQ", 8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def hand_loop(m, x, h0, mode="full"):
+    """The recurrence written out step by step (layer by layer within a step)."""
+    r = m.rnn
+    h = [h0[i] for i in range(m.num_layers)]
+    hidden = []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            inp = x[:, t]
+            for i in range(m.num_layers):
+                w_ih, w_hh = getattr(r, f"weight_ih_l{i}"), getattr(r, f"weight_hh_l{i}")
+                if mode == "recurrence_only" and i == 0:
+                    inp = torch.zeros_like(inp)
+                rec = h[i] if mode == "input_only" else h[i] @ w_hh.T
+                pre = inp @ w_ih.T + rec
+                if m.rnn_bias:
+                    pre = pre + getattr(r, f"bias_ih_l{i}") + getattr(r, f"bias_hh_l{i}")
+                h[i] = inp = torch.relu(pre)
+            hidden.append(inp)
+    hidden = torch.stack(hidden, 1)
+    return hidden, m.fc(hidden).detach()
+
+
+@pytest.mark.parametrize(("layers", "bias"), [(1, False), (1, True), (2, True)])
+def test_forward_matches_hand_loop_and_torch_rnn(small_blocks, layers, bias):
+    m = make(num_layers=layers, rnn_bias=bias, readout_bias=bias)
+    x = torch.randn(40, T, IN, generator=gen(1))
+    h0 = torch.randn(layers, 40, H, generator=gen(2))
+    _, hidden, logits = m(x, h0=h0, generator=gen(3))
+    expected, expected_logits = hand_loop(m, x, h0)
+    torch.testing.assert_close(hidden.detach(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logits.detach(), expected_logits, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # the parameters are still an nn.RNN's: same function as before
+        torch.testing.assert_close(m.rnn(x, h0)[0], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", DYNAMICS_MODES)
+def test_generate_modes_match_hand_loop(small_blocks, mode):
+    m = make(num_layers=2, rnn_bias=True)
+    g = gen(5)
+    x = torch.randn((40, T, IN), generator=g)
+    h0 = m.initial_state(40, True, g)
+    expected, expected_logits = hand_loop(m, x, h0, mode)
+    res = generate(m, 40, T, dynamics_mode=mode, generator=gen(5))
+    torch.testing.assert_close(res.hidden, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(res.logits, expected_logits, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("layers", "bias", "mode", "init"), MODES_GRID)
+def test_autograd_path_equals_generate_bit_for_bit(small_blocks, layers, bias, mode, init):
+    """The out-of-place (autograd) recurrence and generate's in-place one, all modes."""
+    m = make(num_layers=layers, rnn_bias=bias, readout_bias=bias)
+    n, tau = 44, 0.7  # 6 blocks
+    g = gen(13)
+    x = torch.randn((n, T, IN), generator=g)
+    h0 = m.initial_state(n, init, g)
+    w = model._weights(m, mode)
+    blocks = model._seq_blocks(x)
+    assert len(blocks) == 6
+    parts = [model._block_autograd(w, x[a:b], h0[:, a:b]) for a, b in blocks]
+    hidden = torch.cat([p[0] for p in parts])
+    logits = torch.cat([p[1] for p in parts])
+    assert hidden.requires_grad  # this is the autograd path
+    out = sample_outputs(logits, tau, True, g)
+    res = generate(m, n, T, tau=tau, init=init, dynamics_mode=mode, generator=gen(13))
+    assert torch.equal(res.hidden, hidden.detach())
+    assert torch.equal(res.logits, logits.detach())
+    assert torch.equal(res.outputs, out.detach())
+    np.testing.assert_array_equal(res.observations, out.argmax(-1).numpy())
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_forward_with_and_without_autograd_agree(small_blocks, layers):
+    m = make(num_layers=layers, rnn_bias=True, readout_bias=True)
+    x = torch.randn(44, T, IN, generator=gen(1))
+    out_grad, hidden_grad, logits_grad = m(x, generator=gen(2))
+    assert hidden_grad.requires_grad
+    with torch.no_grad():
+        out, hidden, logits = m(x, generator=gen(2))
+    assert torch.equal(hidden, hidden_grad.detach())
+    assert torch.equal(logits, logits_grad.detach())
+    assert torch.equal(out, out_grad.detach())
+
+
+def test_input_only_is_the_full_dynamics_with_identity_weights(small_blocks):
+    m = make(rnn_bias=True)
+    identity = make(rnn_bias=True)
+    with torch.no_grad():
+        identity.rnn.weight_hh_l0.copy_(torch.eye(H))
+    a = generate(m, 40, T, dynamics_mode="input_only", generator=gen(4))
+    b = generate(identity, 40, T, generator=gen(4))
+    # h @ I is h exactly, so adding h instead of multiplying by I changes nothing.
+    assert torch.equal(a.hidden, b.hidden)
+    assert torch.equal(a.outputs, b.outputs)
+
+
+def test_generate_does_not_depend_on_threads_or_what_is_kept(monkeypatch):
+    """Worker threads or not, hidden states kept (noise drawn block by block) or not."""
+    monkeypatch.setattr(model, "_BLOCK_SEQ", 8)
+    m = make(rnn_bias=True, readout_bias=True)
+    projected = []
+    real = model._project_block
+    monkeypatch.setattr(model, "_project_block", lambda *a: projected.append(1) or real(*a))
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n_threads, keep, batch in [
+            (1, True, 30),
+            (2, True, 30),
+            (2, False, 30),
+            (2, True, None),
+        ]:
+            torch.set_num_threads(n_threads)
+            res = generate(
+                m,
+                100,
+                T,
+                generator=gen(8),
+                batch_size=batch,
+                return_hidden=keep,
+                return_inputs=batch is None,
+            )
+            results.append((res, batch))
+    finally:
+        torch.set_num_threads(threads)
+    assert projected  # the block-by-block draws were exercised
+    (ref, _), *others = results
+    for res, batch in others:
+        if batch == 30:
+            assert torch.equal(res.outputs, ref.outputs)
+            assert torch.equal(res.logits, ref.logits)
+            np.testing.assert_array_equal(res.observations, ref.observations)
+            assert res.hidden is None or torch.equal(res.hidden, ref.hidden)
+    # One chunk, noise drawn block by block: the same noise as one draw.
+    whole = torch.randn((100, T, IN), generator=gen(8))
+    assert torch.equal(results[-1][0].inputs, whole)
+
+
+def test_generate_equals_forward_at_thread_split_sizes():
+    """Large enough that elementwise kernels split their work between threads."""
+    m = make(readout_bias=True)
+    n, steps = 1328, 30  # 1328 * 30 * 3 = 119520 Gumbel values: split at 59760 by 2 threads
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = gen(21)
+        x = torch.randn((n, steps, IN), generator=g)
+        out, hidden, logits = m(x, generator=g)
+        res = generate(m, n, steps, generator=gen(21), return_hidden=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(res.logits, logits.detach())
+    assert torch.equal(res.outputs, out.detach())
+    assert hidden.shape == (n, steps, H)
+
+
+def test_blocks_partition():
+    for n, quantum in [(4096, 2), (1328, 2), (30000, 2), (64, 4), (5, 4), (3, 4), (513, 1)]:
+        blocks = model._blocks(n, quantum)
+        assert blocks[0][0] == 0 and blocks[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:], strict=False))
+        assert all((b - a) % quantum == 0 for a, b in blocks[:-1])
+        assert len(blocks) == 1 or len(blocks) % 2 == 0
+        assert max(b - a for a, b in blocks) <= model._BLOCK_SEQ + 2 * quantum
+    assert model._quantum(30 * 100) == 2 and model._quantum(5 * 4) == 4
+
+
+def test_split_normal_draws_equal_one_draw():
+    # What the block-by-block drawing relies on (checked at run time too).
+    assert model._split_draws_ok(torch.float32)
+    g1, g2 = gen(3), gen(3)
+    whole = torch.randn((10, T, IN), generator=g1)
+    split = torch.empty_like(whole)
+    for a, b in [(0, 4), (4, 8), (8, 10)]:  # 4 * 5 * 4 = 80 values: multiples of 16
+        split[a:b].normal_(generator=g2)
+    assert torch.equal(whole, split)
+    assert torch.equal(torch.rand(5, generator=g1), torch.rand(5, generator=g2))
+
+
+def test_generate_propagates_errors_and_restores_threads(monkeypatch):
+    m = make()
+    threads = torch.get_num_threads()
+
+    def boom(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(model, "_block_inplace", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        generate(m, 20, T, generator=gen(0))
+    assert torch.get_num_threads() == threads

@@ -309,3 +309,36 @@ def test_reverse_rejects_bad_mode_and_paths(tmp_path, net):
         Reverse(net, num_seq=3, seq_len=4, n_components=2).run_analysis(save_path=tmp_path)
     with pytest.raises(ValueError, match="NoiseRNN"):
         Reverse(object())
+
+
+def test_run_pca_is_the_same_for_any_threads_and_close_for_any_chunks(monkeypatch):
+    from hmmrnn import reverse
+
+    rng = np.random.default_rng(6)
+    mix = rng.standard_normal((6, 6)) * np.arange(1, 7)
+    hidden = (rng.standard_normal((7, 130, 6)) @ mix + 3.0).astype(np.float32)  # 910 rows
+    flat = hidden.reshape(-1, 6).astype(np.float64)
+    one_chunk = run_pca(hidden, 3)
+    monkeypatch.setattr(reverse, "_CHUNK_ROWS", 128)  # 8 chunks of 4 sub-blocks
+    monkeypatch.setattr(reverse, "_SUB_ROWS", 32)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(run_pca(hidden, 3))
+    finally:
+        torch.set_num_threads(threads)
+    assert results[0] == results[1]  # bit for bit, worker threads or not
+    res = results[0]
+    np.testing.assert_allclose(res.mean, flat.mean(0), rtol=1e-12)
+    evals, evecs = np.linalg.eigh(np.cov(flat, rowvar=False))
+    top = evecs[:, ::-1][:, :3].T
+    np.testing.assert_allclose(np.abs(np.sum(res.components * top, axis=1)), 1.0, atol=1e-6)
+    np.testing.assert_allclose(
+        res.explained_variance_ratio, evals[::-1][:3] / evals.sum(), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        res.projected.reshape(-1, 3), (flat - res.mean) @ res.components.T, rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(res.components, one_chunk.components, atol=1e-5)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,9 @@ _NPZ_KEYS = (
 )
 # Rows per chunk in the covariance: float32 sums over at most this many rows stay accurate.
 _CHUNK_ROWS = 32768
+# Rows centred at a time within a chunk: the centred copy (2.4 MB at H = 150) stays in cache
+# and is all the scratch memory a worker needs.
+_SUB_ROWS = 4096
 
 
 def _check_dynamics_mode(dynamics_mode: str) -> None:
@@ -168,6 +173,35 @@ class PCAResult:
             )
 
 
+@contextmanager
+def _chunk_runner(width: int, dtype):
+    """``run(fn, chunks)``: ``[fn(a, b, scratch) for a, b in chunks]``, on worker threads.
+
+    The workers are :func:`hmmrnn.model._block_runner`'s (single-threaded torch ops, one
+    thread per torch thread). ``scratch(rows)`` is a per-thread (rows <= _SUB_ROWS, width)
+    buffer. Results come back in chunk order.
+    """
+    import torch
+
+    from hmmrnn.model import _block_runner
+
+    store = threading.local()
+
+    def scratch(rows: int):
+        buf = getattr(store, "buf", None)
+        if buf is None:
+            buf = store.buf = torch.empty((_SUB_ROWS, width), dtype=dtype)
+        return buf[:rows]
+
+    with _block_runner(torch.device("cpu")) as runner:
+
+        def run(fn, chunks):
+            futures = [runner.submit(fn, a, b, scratch) for a, b in chunks]
+            return [future.result() for future in futures]
+
+        yield run
+
+
 def run_pca(
     hidden_states: Any,
     n_components: int = 3,
@@ -179,8 +213,9 @@ def run_pca(
     """PCA of hidden states by eigen-decomposition of their covariance.
 
     Deterministic: the same data give identical results (fixed component signs, no randomised
-    solver). The covariance is accumulated chunk by chunk, so 10^6 states of dimension 150 need
-    neither an SVD of the full matrix nor a float64 copy of it.
+    solver), whatever the number of threads. The covariance is accumulated chunk by chunk, so
+    10^6 states of dimension 150 need neither an SVD of the full matrix nor a float64 copy of
+    it; ``torch.get_num_threads()`` worker threads share the chunks.
 
     Parameters
     ----------
@@ -244,32 +279,57 @@ def run_pca(
         # Read-only input (e.g. a memory-mapped file) is fine: the tensor is only read.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         flat = torch.from_numpy(flat_np)
-    mean = flat_np.mean(axis=0, dtype=np.float64)
-    # A float64 sum of finite float32/float64 values is finite, so this catches any NaN or inf
-    # in the data without a pass over it.
-    if not np.isfinite(mean).all():
-        raise ValueError("hidden_states contain NaN or infinite values")
-    mean_c = torch.from_numpy(mean.astype(dtype))
-    cov = torch.zeros((h, h), dtype=torch.float64)
-    for start in range(0, n * t, _CHUNK_ROWS):
-        chunk = flat[start : start + _CHUNK_ROWS] - mean_c
-        cov += (chunk.T @ chunk).double()
-    cov = cov.numpy() / (n * t - 1)
+    rows = n * t
+    chunks = [(start, min(start + _CHUNK_ROWS, rows)) for start in range(0, rows, _CHUNK_ROWS)]
 
-    eigvals, eigvecs = np.linalg.eigh(cov)  # ascending
-    order = np.argsort(eigvals)[::-1][:n_components]
-    components = eigvecs[:, order].T
-    # An eigenvector's sign is arbitrary; pin it so results can be compared across runs.
-    largest = np.abs(components).argmax(axis=1)
-    components *= np.sign(components[np.arange(n_components), largest])[:, None]
-    total = np.trace(cov)
-    ratio = np.clip(eigvals[order], 0.0, None) / total if total > 0 else np.zeros(n_components)
+    with _chunk_runner(h, flat.dtype) as run:
+        # Column sums per chunk (float64), added in chunk order: the same result however the
+        # chunks are spread over threads.
+        sums = run(lambda a, b, _: flat_np[a:b].sum(axis=0, dtype=np.float64), chunks)
+        mean = np.sum(sums, axis=0) / rows
+        # A float64 sum of finite float32/float64 values is finite, so this catches any NaN or
+        # inf in the data without a pass over it.
+        if not np.isfinite(mean).all():
+            raise ValueError("hidden_states contain NaN or infinite values")
+        mean_c = torch.from_numpy(mean.astype(dtype))
 
-    projected = torch.empty((n * t, n_components), dtype=flat.dtype)
-    comps_t = torch.from_numpy(components.T.astype(dtype))
-    rows = 4 * _CHUNK_ROWS  # no long sums here: larger chunks, fewer calls
-    for start in range(0, n * t, rows):
-        torch.mm(flat[start : start + rows] - mean_c, comps_t, out=projected[start : start + rows])
+        def scatter(a: int, b: int, scratch) -> np.ndarray:
+            # sum over rows of (x - mean)(x - mean)^T, in float32 over at most _CHUNK_ROWS rows
+            acc = torch.empty((h, h), dtype=flat.dtype)
+            for i, sub in enumerate(range(a, b, _SUB_ROWS)):
+                stop = min(sub + _SUB_ROWS, b)
+                centred = scratch(stop - sub)
+                torch.sub(flat[sub:stop], mean_c, out=centred)
+                if i == 0:
+                    torch.mm(centred.T, centred, out=acc)
+                else:
+                    acc.addmm_(centred.T, centred)
+            return acc.numpy().astype(np.float64)
+
+        cov = np.sum(run(scatter, chunks), axis=0) / (rows - 1)
+
+        eigvals, eigvecs = np.linalg.eigh(cov)  # ascending
+        order = np.argsort(eigvals)[::-1][:n_components]
+        components = eigvecs[:, order].T
+        # An eigenvector's sign is arbitrary; pin it so results can be compared across runs.
+        largest = np.abs(components).argmax(axis=1)
+        components *= np.sign(components[np.arange(n_components), largest])[:, None]
+        total = np.trace(cov)
+        ratio = np.clip(eigvals[order], 0.0, None) / total if total > 0 else np.zeros(n_components)
+
+        projected = torch.empty((rows, n_components), dtype=flat.dtype)
+        # (K, H) @ (H, rows), written through the transposed view of the (rows, K) result:
+        # 3.4x faster with MKL than (rows, H) @ (H, K) (0.05 s vs 0.16 s for 900k x 150 x 3).
+        comps = torch.from_numpy(np.ascontiguousarray(components, dtype=dtype))
+
+        def project(a: int, b: int, scratch) -> None:
+            for sub in range(a, b, _SUB_ROWS):
+                stop = min(sub + _SUB_ROWS, b)
+                centred = scratch(stop - sub)
+                torch.sub(flat[sub:stop], mean_c, out=centred)
+                torch.mm(comps, centred.T, out=projected[sub:stop].T)
+
+        run(project, chunks)
     projected = projected.numpy().astype(np.float32, copy=False)
     return PCAResult(
         components=components,
