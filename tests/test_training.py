@@ -310,3 +310,42 @@ def test_keep_weights_last_returns_the_final_epoch():
     assert best.best_epoch < 3 and best.best_val_loss == min(best.val_loss)
     with pytest.raises(ValueError, match="keep_weights must be one of .*'final'"):
         trainer(keep_weights="final")
+
+
+def test_activity_penalty_acts_only_above_the_limit():
+    target = torch.from_numpy(TRAIN[:32])
+
+    def loss(**kw):
+        t = trainer(make_module(seed=4), criterion=MeanMatch(), **kw)
+        return t._batch_loss(t.make_criterion(), target, torch_generator(0, "cpu"))
+
+    plain = loss()
+    # Initial states ~ N(0, I) in 16 units have norm ~4: far below a limit of 1000.
+    assert torch.equal(loss(activity_penalty=5.0, activity_limit=1000.0), plain)
+    # With limit 1 every state is penalised: the loss grows by exactly the hand-computed term.
+    m = make_module(seed=4)
+    g = torch_generator(0, "cpu")
+    x = torch.randn((32, T, IN), generator=g)
+    _, hidden, _ = m(x, generator=g)
+    expected = plain + 0.5 * torch.relu(hidden.norm(dim=-1) - 1.0).square().mean()
+    torch.testing.assert_close(loss(activity_penalty=0.5, activity_limit=1.0), expected)
+
+
+def test_activity_penalty_shrinks_activity():
+    def mean_norm(**kw):
+        m = make_module(seed=5)
+        trainer(m, criterion=MeanMatch(), epochs=5, learning_rate=3e-2, **kw).fit(TRAIN, VAL)
+        x = torch.randn((256, T, IN), generator=torch_generator(1, "cpu"))
+        with torch.no_grad():
+            return m(x, generator=torch_generator(2, "cpu"))[1].norm(dim=-1).mean().item()
+
+    assert mean_norm(activity_penalty=1.0, activity_limit=0.5) < 0.8 * mean_norm()
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [({"activity_penalty": -1.0}, "activity_penalty"), ({"activity_limit": 0.0}, "activity_limit")],
+)
+def test_activity_settings_are_checked(kw, name):
+    with pytest.raises(ValueError, match=name):
+        trainer(**kw)

@@ -122,6 +122,8 @@ class TrainingConfig:
     lr_schedule: str = _spec("constant", choices=("constant", "cosine"))
     lr_min: float = _spec(0.0, min=0.0)
     max_val_seq: int | None = _spec(None, min=1)
+    activity_penalty: float = _spec(0.0, min=0.0)
+    activity_limit: float = _spec(30.0, min=0.0, exclusive_min=True)
     keep_weights: str = _spec("best", choices=("best", "last"))
 
 

@@ -98,6 +98,8 @@ def trainer_kwargs(training: TrainingConfig) -> dict[str, Any]:
         "lr_schedule": training.lr_schedule,
         "lr_min": training.lr_min,
         "max_val_seq": training.max_val_seq,
+        "activity_penalty": training.activity_penalty,
+        "activity_limit": training.activity_limit,
         "keep_weights": training.keep_weights,
     }
 

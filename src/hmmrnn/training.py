@@ -180,6 +180,14 @@ class Trainer:
     max_val_seq : int, optional
         Evaluate the validation loss on only the first ``max_val_seq`` sequences (faster
         epochs); all of them when None.
+    activity_penalty, activity_limit : float
+        Adds ``activity_penalty * mean(relu(|h_t| - activity_limit) ** 2)`` over sequences
+        and steps (``h_t``: the last layer's hidden state) to the training and validation
+        loss. It leaves trajectories whose norm stays below the limit alone and stops the
+        unbounded growth of activity that training otherwise learns after an identity start
+        (which makes the network nearly deterministic and dominates the PCA). 0 disables it
+        (the paper's objective). The N(0, I) initial state has norm about
+        ``sqrt(hidden_size)`` (12 at 150 units).
     keep_weights : {"best", "last"}
         Which weights the result carries as ``best_state_dict`` (with ``best_epoch`` and
         ``best_val_loss``): those of the epoch with the lowest validation loss (the paper's
@@ -219,6 +227,8 @@ class Trainer:
         lr_schedule: str = "constant",
         lr_min: float = 0.0,
         max_val_seq: int | None = None,
+        activity_penalty: float = 0.0,
+        activity_limit: float = 30.0,
         keep_weights: str = "best",
     ) -> None:
         if not isinstance(module, NoiseRNN):
@@ -287,6 +297,8 @@ class Trainer:
         self.max_val_seq = (
             None if max_val_seq is None else _check_positive_int("max_val_seq", max_val_seq)
         )
+        self.activity_penalty = _nonnegative_float("activity_penalty", activity_penalty)
+        self.activity_limit = _positive_float("activity_limit", activity_limit)
         if keep_weights not in KEEP_WEIGHTS:
             raise ValueError(
                 f"keep_weights must be one of {list(KEEP_WEIGHTS)} (got {keep_weights!r})"
@@ -323,6 +335,8 @@ class Trainer:
             "lr_schedule": self.lr_schedule,
             "lr_min": self.lr_min,
             "max_val_seq": self.max_val_seq,
+            "activity_penalty": self.activity_penalty,
+            "activity_limit": self.activity_limit,
             "keep_weights": self.keep_weights,
         }
 
@@ -356,8 +370,12 @@ class Trainer:
         n, seq_len = target.shape[:2]
         # Same draw order as hmmrnn.model.generate: noise, initial state, Gumbel.
         x = _randn((n, seq_len, m.input_size), gen, self.device, torch.float32)
-        out, _, _ = m(x, tau=self.tau, init=self.init, gumbel=True, generator=gen)
-        return criterion(out.reshape(n, -1), target.reshape(n, -1))
+        out, hidden, _ = m(x, tau=self.tau, init=self.init, gumbel=True, generator=gen)
+        loss = criterion(out.reshape(n, -1), target.reshape(n, -1))
+        if self.activity_penalty:
+            excess = torch.relu(hidden.norm(dim=-1) - self.activity_limit)
+            loss = loss + self.activity_penalty * excess.square().mean()
+        return loss
 
     def evaluate(self, data: torch.Tensor, generator: torch.Generator, criterion=None) -> float:
         """Size-weighted mean loss over ``data`` (N, T, O) in chunks, with fresh noise."""
