@@ -198,7 +198,12 @@ def train_candidate(
     write_json(history_path, history)
     if checkpoint is not None and checkpoint.exists():
         checkpoint.unlink()  # the outputs now hold everything the checkpoint did
-    logger.info("best val loss %.5f at epoch %d", result.best_val_loss, result.best_epoch)
+    logger.info(
+        "kept the weights of epoch %d (%s; val loss %.5f)",
+        result.best_epoch + 1,
+        "the last" if train_cfg.keep_weights == "last" else "lowest val loss",
+        result.best_val_loss,
+    )
 
 
 def select_model(
