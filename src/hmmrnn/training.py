@@ -240,9 +240,7 @@ class Trainer:
         self.tau = _check_tau(tau)
         self.grad_clip = None if grad_clip is None else _positive_float("grad_clip", grad_clip)
         self.init = _check_bool("init", init)
-        if loss not in GEOMLOSS_LOSSES:
-            raise ValueError(f"loss must be one of {list(GEOMLOSS_LOSSES)} (got {loss!r})")
-        self.loss = loss
+        self.loss = _check_choice("loss", loss, GEOMLOSS_LOSSES)
         if p not in (1, 2) or isinstance(p, bool):
             raise ValueError(f"p must be 1 or 2 (got {p!r})")
         self.p = int(p)
@@ -251,9 +249,7 @@ class Trainer:
         if not self.scaling < 1:
             raise ValueError(f"scaling must be in (0, 1) (got {scaling!r})")
         self.debias = _check_bool("debias", debias)
-        if backend not in GEOMLOSS_BACKENDS:
-            raise ValueError(f"backend must be one of {list(GEOMLOSS_BACKENDS)} (got {backend!r})")
-        self.backend = backend
+        self.backend = _check_choice("backend", backend, GEOMLOSS_BACKENDS)
         self.fused_loss = _check_bool("fused_loss", fused_loss)
         if criterion is not None and not callable(criterion):
             raise ValueError(f"criterion must be callable or None (got {criterion!r})")
@@ -284,11 +280,7 @@ class Trainer:
         self.log_every = _check_positive_int("log_every", log_every)
         self.verbose = _check_bool("verbose", verbose)
         self.recurrent_identity = _nonnegative_float("recurrent_identity", recurrent_identity)
-        if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"lr_schedule must be one of {list(LR_SCHEDULES)} (got {lr_schedule!r})"
-            )
-        self.lr_schedule = lr_schedule
+        self.lr_schedule = _check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
         self.lr_min = _nonnegative_float("lr_min", lr_min)
         if self.lr_min > self.learning_rate:
             raise ValueError(
@@ -299,11 +291,7 @@ class Trainer:
         )
         self.activity_penalty = _nonnegative_float("activity_penalty", activity_penalty)
         self.activity_limit = _positive_float("activity_limit", activity_limit)
-        if keep_weights not in KEEP_WEIGHTS:
-            raise ValueError(
-                f"keep_weights must be one of {list(KEEP_WEIGHTS)} (got {keep_weights!r})"
-            )
-        self.keep_weights = keep_weights
+        self.keep_weights = _check_choice("keep_weights", keep_weights, KEEP_WEIGHTS)
 
     # ------------------------------------------------------------------ configuration
     def config(self) -> dict:
@@ -622,6 +610,12 @@ def _nonnegative_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not math.isfinite(out) or out < 0:
         raise ValueError(f"{name} must be a finite number >= 0 (got {value!r})")
     return out
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)} (got {value!r})")
+    return value
 
 
 def _check_bool(name: str, value: Any) -> bool:
