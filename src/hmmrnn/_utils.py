@@ -139,3 +139,15 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+# How hidden states are generated (hmmrnn.model.generate, hmmrnn.reverse).
+DYNAMICS_MODES = ("full", "recurrence_only", "input_only")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    """``value`` if it is one of ``choices``, else a ValueError naming both."""
+    choices = list(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices} (got {value!r})")
+    return value

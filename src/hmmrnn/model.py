@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DYNAMICS_MODES", "Generated", "NoiseRNN", "generate", "sample_outputs"]
+from hmmrnn._utils import DYNAMICS_MODES, check_choice
 
-DYNAMICS_MODES = ("full", "recurrence_only", "input_only")
+__all__ = ["DYNAMICS_MODES", "Generated", "NoiseRNN", "generate", "sample_outputs"]
 
 
 def _check_positive_int(name: str, value) -> int:
@@ -679,10 +679,7 @@ def generate(
     num_seq = _check_positive_int("num_seq", num_seq)
     seq_len = _check_positive_int("seq_len", seq_len)
     tau = _check_tau(tau)
-    if dynamics_mode not in DYNAMICS_MODES:
-        raise ValueError(
-            f"dynamics_mode must be one of {list(DYNAMICS_MODES)} (got {dynamics_mode!r})"
-        )
+    check_choice("dynamics_mode", dynamics_mode, DYNAMICS_MODES)
     batch_size = num_seq if batch_size is None else _check_positive_int("batch_size", batch_size)
     chunk = min(batch_size, num_seq)
 

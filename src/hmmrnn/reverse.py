@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from hmmrnn._utils import atomic_path, torch_generator
+from hmmrnn._utils import DYNAMICS_MODES, atomic_path, check_choice, torch_generator
 
 logger = logging.getLogger("hmmrnn.reverse")
 
-DYNAMICS_MODES = ("full", "recurrence_only", "input_only")
 PLOTLY_JS_NAME = "plotly.min.js"
 
 _NPZ_KEYS = (
@@ -44,8 +43,7 @@ _SUB_ROWS = 4096
 
 
 def _check_dynamics_mode(dynamics_mode: str) -> None:
-    if dynamics_mode not in DYNAMICS_MODES:
-        raise ValueError(f"dynamics_mode must be one of {DYNAMICS_MODES} (got {dynamics_mode!r})")
+    check_choice("dynamics_mode", dynamics_mode, DYNAMICS_MODES)
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hmmrnn._utils import torch_generator
+from hmmrnn._utils import check_choice, torch_generator
 from hmmrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hmmrnn.model import NoiseRNN, _check_positive_int, _check_tau, _randn
 
@@ -240,7 +240,7 @@ class Trainer:
         self.tau = _check_tau(tau)
         self.grad_clip = None if grad_clip is None else _positive_float("grad_clip", grad_clip)
         self.init = _check_bool("init", init)
-        self.loss = _check_choice("loss", loss, GEOMLOSS_LOSSES)
+        self.loss = check_choice("loss", loss, GEOMLOSS_LOSSES)
         if p not in (1, 2) or isinstance(p, bool):
             raise ValueError(f"p must be 1 or 2 (got {p!r})")
         self.p = int(p)
@@ -249,7 +249,7 @@ class Trainer:
         if not self.scaling < 1:
             raise ValueError(f"scaling must be in (0, 1) (got {scaling!r})")
         self.debias = _check_bool("debias", debias)
-        self.backend = _check_choice("backend", backend, GEOMLOSS_BACKENDS)
+        self.backend = check_choice("backend", backend, GEOMLOSS_BACKENDS)
         self.fused_loss = _check_bool("fused_loss", fused_loss)
         if criterion is not None and not callable(criterion):
             raise ValueError(f"criterion must be callable or None (got {criterion!r})")
@@ -280,7 +280,7 @@ class Trainer:
         self.log_every = _check_positive_int("log_every", log_every)
         self.verbose = _check_bool("verbose", verbose)
         self.recurrent_identity = _nonnegative_float("recurrent_identity", recurrent_identity)
-        self.lr_schedule = _check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+        self.lr_schedule = check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
         self.lr_min = _nonnegative_float("lr_min", lr_min)
         if self.lr_min > self.learning_rate:
             raise ValueError(
@@ -291,7 +291,7 @@ class Trainer:
         )
         self.activity_penalty = _nonnegative_float("activity_penalty", activity_penalty)
         self.activity_limit = _positive_float("activity_limit", activity_limit)
-        self.keep_weights = _check_choice("keep_weights", keep_weights, KEEP_WEIGHTS)
+        self.keep_weights = check_choice("keep_weights", keep_weights, KEEP_WEIGHTS)
 
     # ------------------------------------------------------------------ configuration
     def config(self) -> dict:
@@ -504,9 +504,10 @@ class Trainer:
         if self.checkpoint_path is not None:
             self._save(state, optimizer, gen, fingerprint)
 
-        kept = (state["best_epoch"], state["best_val_loss"], copy.deepcopy(state["best_state"]))
         if self.keep_weights == "last" and state["epoch"] > 0:
             kept = (state["epoch"] - 1, state["val_loss"][-1], _cpu_state(m))
+        else:
+            kept = (state["best_epoch"], state["best_val_loss"], copy.deepcopy(state["best_state"]))
         return TrainingResult(
             train_loss=list(state["train_loss"]),
             val_loss=list(state["val_loss"]),
@@ -610,12 +611,6 @@ def _nonnegative_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not math.isfinite(out) or out < 0:
         raise ValueError(f"{name} must be a finite number >= 0 (got {value!r})")
     return out
-
-
-def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)} (got {value!r})")
-    return value
 
 
 def _check_bool(name: str, value: Any) -> bool:
