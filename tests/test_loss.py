@@ -100,3 +100,62 @@ def test_trainer_with_fused_loss_is_reproducible_and_matches_geomloss():
     unfused, _ = fit(False)
     # One Adam step from the same start: the first epoch's losses agree to float rounding.
     assert first.train_loss[0] == pytest.approx(unfused.train_loss[0], rel=1e-5)
+
+
+def _hmm_clouds(n, seed, seq_len=12):
+    """``n`` one-hot sequences (n, seq_len * 3) of a sticky 2-state HMM."""
+    from hmmrnn.hmm import HMM, one_hot
+
+    obs = HMM(states=2, outputs=3, stay_prob=0.9).sample(n, seq_len, rng=seed)[0]
+    return torch.from_numpy(one_hot(obs, 3)).reshape(n, -1)
+
+
+def test_halves_is_the_mean_of_transport_costs_between_halves():
+    x, y = _hmm_clouds(41, seed=1), _hmm_clouds(30, seed=2)  # x's 41st point is left out
+    ot = geomloss.SamplesLoss("sinkhorn", blur=0.2, debias=False)
+    x1, x2, y1, y2 = x[:20], x[20:40], y[:15], y[15:]
+    expected = (ot(x1, y1) + ot(x1, y2) + ot(x2, y1) + ot(x2, y2)) / 4 - (
+        ot(x1, x2) + ot(y1, y2)
+    ) / 2
+    torch.testing.assert_close(SinkhornLoss(blur=0.2, estimator="halves")(x, y), expected)
+
+
+def test_halves_is_unbiased_where_the_batch_estimate_is_not():
+    """Pairs of independent samples of one HMM: the batch divergence is positive on average,
+    the halves estimate averages to zero (within 3 standard errors over 24 pairs)."""
+    batch, halves = SinkhornLoss(blur=0.2), SinkhornLoss(blur=0.2, estimator="halves")
+    pairs = [(_hmm_clouds(48, 2 * i), _hmm_clouds(48, 2 * i + 1)) for i in range(24)]
+    b = torch.stack([batch(x, y) for x, y in pairs])
+    h = torch.stack([halves(x, y) for x, y in pairs])
+    se = lambda v: (v.std() / len(v) ** 0.5).item()  # noqa: E731
+    assert b.mean().item() > 10 * se(b)
+    assert abs(h.mean().item()) < 3 * se(h)
+    assert (h < 0).any() and (h > 0).any()
+
+
+@needs_compile
+def test_halves_uses_the_fused_kernel_and_agrees_with_geomloss():
+    logits, y = _clouds(600, 600)
+    x = torch.softmax(logits, dim=-1).reshape(600, -1)
+    fused = SinkhornLoss(blur=0.2, estimator="halves")
+    plain = SinkhornLoss(blur=0.2, estimator="halves", fused=False)
+    assert fused._transport_cost.uses_fused_kernel(x[:300], y[:300])
+    torch.testing.assert_close(fused(x, y), plain(x, y), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"estimator": "pairs"}, r"estimator must be one of \['batch', 'halves'\] \(got 'pairs'\)"),
+        ({"estimator": "halves", "debias": False}, "needs loss 'sinkhorn' with debias=True"),
+        ({"estimator": "halves", "loss": "energy"}, "got loss 'energy'"),
+    ],
+)
+def test_estimator_settings_are_checked(kw, message):
+    with pytest.raises(ValueError, match=message):
+        SinkhornLoss(**kw)
+
+
+def test_halves_needs_two_points_per_cloud():
+    with pytest.raises(ValueError, match="at least 2 points in each cloud.*1 and 4"):
+        SinkhornLoss(estimator="halves")(torch.zeros((1, 6)), torch.zeros((4, 6)))

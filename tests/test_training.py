@@ -349,3 +349,40 @@ def test_activity_penalty_shrinks_activity():
 def test_activity_settings_are_checked(kw, name):
     with pytest.raises(ValueError, match=name):
         trainer(**kw)
+
+
+def test_halves_estimator_trains_reproducibly_and_lowers_the_loss():
+    def fit():
+        m = make_module(seed=6)
+        t = trainer(m, estimator="halves", epochs=15, blur=0.5, seed=2, learning_rate=3e-2)
+        return t.config(), t.fit(TRAIN, VAL), m.state_dict()
+
+    config, result, weights = fit()
+    assert config["estimator"] == "halves"
+    # From about 0.5 to noise around 0 (the estimate is zero in expectation at a match).
+    assert np.mean(result.train_loss[-3:]) < 0.25 * result.train_loss[0]
+    _, again, weights_again = fit()
+    assert again.train_loss == result.train_loss
+    assert_same_state(weights, weights_again)
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"estimator": "halves", "criterion": MeanMatch()}, "not to criterion"),
+        ({"estimator": "halves", "debias": False}, "debias=True"),
+        ({"estimator": "paired"}, "estimator must be one of"),
+    ],
+)
+def test_estimator_settings_are_checked(kw, message):
+    with pytest.raises(ValueError, match=message):
+        trainer(**kw)
+
+
+def test_halves_rejects_a_minibatch_of_one_before_training():
+    m = make_module(seed=7)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    # 256 training sequences in batches of 85: the last batch holds one sequence.
+    with pytest.raises(ValueError, match="256 train sequences in batches of 85 leave one alone"):
+        trainer(m, estimator="halves", batch_size=85).fit(TRAIN, VAL)
+    assert_same_state(m.state_dict(), before)

@@ -114,6 +114,7 @@ class TrainingConfig:
     blur: float = _spec(0.2, min=0.0, exclusive_min=True)
     scaling: float = _spec(0.5, min=0.0, max=1.0, exclusive_min=True, exclusive_max=True)
     debias: bool = _spec(True)
+    estimator: str = _spec("batch", choices=("batch", "halves"))
     betas: list = _spec(factory=lambda: [0.9, 0.9], length=2, item_min=0.0, item_max=1.0)
     weight_decay: float = _spec(0.0, min=0.0)
     checkpoint_every: int = _spec(10, min=1)

@@ -90,6 +90,7 @@ def trainer_kwargs(training: TrainingConfig) -> dict[str, Any]:
         "blur": training.blur,
         "scaling": training.scaling,
         "debias": training.debias,
+        "estimator": training.estimator,
         "betas": tuple(training.betas),
         "weight_decay": training.weight_decay,
         "checkpoint_every": training.checkpoint_every,

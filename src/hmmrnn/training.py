@@ -26,6 +26,7 @@ from torch import nn
 
 from hmmrnn._utils import check_choice, torch_generator
 from hmmrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hmmrnn.loss import ESTIMATORS, SinkhornLoss
 from hmmrnn.model import NoiseRNN, _check_positive_int, _check_tau, _randn
 
 __all__ = ["Trainer", "TrainingResult", "as_one_hot_tensor", "sweep_learning_rates"]
@@ -147,9 +148,18 @@ class Trainer:
         Compute geomloss's tensorized Sinkhorn divergence with a compiled soft-min kernel on
         the CPU (:class:`hmmrnn.loss.SinkhornLoss`: the same loss and gradient to float
         rounding, several times faster at large batches). False calls geomloss unchanged.
+    estimator : {"batch", "halves"}
+        How the Sinkhorn divergence is estimated from a minibatch of generated and one of
+        target sequences (:class:`hmmrnn.loss.SinkhornLoss`). ``"batch"`` (geomloss, the
+        paper) compares each minibatch with itself in the debiasing terms, which rewards a
+        model whose samples are more alike than the data's: the trained RNN is less variable
+        than its HMM (higher likelihood under the HMM than the HMM's own samples, Euclidean
+        distances below the HMM baseline). ``"halves"`` compares independent halves of the
+        minibatches instead, so the loss is zero in expectation at the data distribution and
+        that bias is gone. Needs ``loss="sinkhorn"`` with ``debias=True``.
     criterion : callable, optional
         ``criterion(generated, target) -> scalar tensor`` on (B, T*O) tensors; replaces the
-        geomloss loss.
+        geomloss loss (then ``estimator`` must be ``"batch"``).
     betas, weight_decay
         Adam arguments.
     seed : int
@@ -213,6 +223,7 @@ class Trainer:
         debias: bool = True,
         backend: str = "tensorized",
         fused_loss: bool = True,
+        estimator: str = "batch",
         criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         betas: Sequence[float] = (0.9, 0.9),
         weight_decay: float = 0.0,
@@ -251,8 +262,19 @@ class Trainer:
         self.debias = _check_bool("debias", debias)
         self.backend = check_choice("backend", backend, GEOMLOSS_BACKENDS)
         self.fused_loss = _check_bool("fused_loss", fused_loss)
+        self.estimator = check_choice("estimator", estimator, ESTIMATORS)
         if criterion is not None and not callable(criterion):
             raise ValueError(f"criterion must be callable or None (got {criterion!r})")
+        if self.estimator == "halves":
+            if criterion is not None:
+                raise ValueError(
+                    "estimator 'halves' applies to the built-in loss, not to criterion"
+                )
+            if self.loss != "sinkhorn" or not self.debias:
+                raise ValueError(
+                    f"estimator 'halves' needs loss 'sinkhorn' with debias=True "
+                    f"(got loss {loss!r}, debias={debias!r})"
+                )
         self.criterion = criterion
         try:
             betas = tuple(float(b) for b in betas)
@@ -310,6 +332,7 @@ class Trainer:
             "debias": self.debias,
             "backend": self.backend,
             "fused_loss": self.fused_loss,
+            "estimator": self.estimator,
             "betas": list(self.betas),
             "weight_decay": self.weight_decay,
             "seed": self.seed,
@@ -340,8 +363,6 @@ class Trainer:
     def make_criterion(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         if self.criterion is not None:
             return self.criterion
-        from hmmrnn.loss import SinkhornLoss
-
         return SinkhornLoss(
             self.loss,
             p=self.p,
@@ -350,6 +371,7 @@ class Trainer:
             debias=self.debias,
             backend=self.backend,
             fused=self.fused_loss,
+            estimator=self.estimator,
         )
 
     # ------------------------------------------------------------------ training
@@ -403,6 +425,14 @@ class Trainer:
             )
         if self.max_val_seq is not None:
             val_t = val_t[: self.max_val_seq]
+        if self.estimator == "halves":
+            for name, size in (("train", train_t.shape[0]), ("val", val_t.shape[0])):
+                if size % self.batch_size == 1 or self.batch_size == 1:
+                    raise ValueError(
+                        f"estimator 'halves' needs at least 2 sequences in every minibatch: "
+                        f"{size} {name} sequences in batches of {self.batch_size} leave one "
+                        f"alone; change batch_size"
+                    )
         fingerprint = _fingerprint(train_t, val_t)
         train_t, val_t = train_t.to(self.device), val_t.to(self.device)
         m.to(self.device)
