@@ -1,7 +1,5 @@
 """Known-answer tests for hmmrnn.model: NoiseRNN.forward and generate."""
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -428,49 +426,3 @@ def test_generate_propagates_errors_and_restores_threads(monkeypatch):
     with pytest.raises(RuntimeError, match="boom"):
         generate(m, 20, T, generator=gen(0))
     assert torch.get_num_threads() == threads
-
-
-def _occupy(pool):
-    """Occupy one of the pool's threads until the returned event is set."""
-    started, release = threading.Event(), threading.Event()
-
-    def hold():
-        started.set()
-        return release.wait(10)
-
-    future = pool.submit(hold)
-    assert started.wait(10)
-    return future, release
-
-
-def test_workers_run_tasks_in_order_and_the_waiting_thread_helps():
-    """One worker busy: the thread waiting for a later task runs the queued ones itself."""
-    pool = model._Workers(2)
-    ran_by = {}
-
-    def record(name):
-        ran_by[name] = threading.current_thread().name
-        return name
-
-    blocked, release = _occupy(pool)
-    try:
-        first, second = pool.submit(record, "first"), pool.submit(record, "second")
-        assert pool.result(second) == "second"
-        assert first.done() and first.result() == "first"
-        assert ran_by == {"first": "MainThread", "second": "MainThread"}
-        with pytest.raises(ZeroDivisionError):
-            pool.result(pool.submit(lambda: 1 / 0))
-    finally:
-        release.set()
-        pool.close()
-    assert blocked.result() is True
-
-
-def test_workers_close_with_cancel_drops_queued_tasks():
-    pool = model._Workers(2)
-    blocked, release = _occupy(pool)
-    queued = pool.submit(lambda: "never")
-    threading.Timer(0.05, release.set).start()
-    pool.close(cancel=True)
-    assert blocked.result() is True
-    assert queued.cancelled()

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -457,82 +456,15 @@ class _Inline:
 
     def submit(self, fn, /, *args) -> Future:
         future: Future = Future()
-        _run_task((future, fn, args))
+        future.set_result(fn(*args))
         return future
-
-    def result(self, future: Future):
-        return future.result()
-
-
-def _run_task(task) -> None:
-    future, fn, args = task
-    if future.set_running_or_notify_cancel():
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # handed to whoever waits for the result
-            future.set_exception(exc)
-
-
-class _Workers:
-    """Runs tasks in submission order on ``count - 1`` threads and on the thread that waits.
-
-    A thread waiting in :meth:`result` runs queued tasks instead of sleeping, so no more than
-    ``count`` threads are ever busy: the thread that draws the noise, once it is ahead, steps
-    blocks too rather than leave its core idle or share a core with a worker.
-    """
-
-    def __init__(self, count: int) -> None:
-        self.workers = count
-        self._tasks: deque = deque()
-        self._ready = threading.Condition()
-        self._closed = False
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"hmmrnn-block-{i}", daemon=True)
-            for i in range(count - 1)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, fn, /, *args) -> Future:
-        future: Future = Future()
-        with self._ready:
-            self._tasks.append((future, fn, args))
-            self._ready.notify()
-        return future
-
-    def _next(self, wait: bool):
-        with self._ready:
-            while wait and not self._tasks and not self._closed:
-                self._ready.wait()
-            return self._tasks.popleft() if self._tasks else None
-
-    def _serve(self) -> None:
-        while (task := self._next(wait=True)) is not None:
-            _run_task(task)
-
-    def result(self, future: Future):
-        while not future.done() and (task := self._next(wait=False)) is not None:
-            _run_task(task)
-        return future.result()
-
-    def close(self, cancel: bool = False) -> None:
-        """Stop the threads once the queue is empty (``cancel``: drop queued tasks first)."""
-        with self._ready:
-            self._closed = True
-            if cancel:
-                for future, _, _ in self._tasks:
-                    future.cancel()
-                self._tasks.clear()
-            self._ready.notify_all()
-        for thread in self._threads:
-            thread.join()
 
 
 @contextmanager
 def _block_runner(device: torch.device):
-    """Where blocks run: ``torch.get_num_threads()`` threads on a CPU, else inline.
+    """Where blocks run: ``torch.get_num_threads()`` worker threads on a CPU, else inline.
 
-    On a CPU each thread steps whole blocks with single-threaded torch ops: GEMMs of a few
+    On a CPU each worker steps whole blocks with single-threaded torch ops: GEMMs of a few
     hundred rows parallelise poorly, and OpenMP teams stall whenever another process holds a
     core (measured: 10 s instead of 1.7 s for 30000 x 30 sequences on a loaded 2-core machine).
     ``torch.set_num_threads(1)`` is process-wide: it is restored on exit, once the workers
@@ -543,14 +475,15 @@ def _block_runner(device: torch.device):
         yield _Inline()
         return
     torch.set_num_threads(1)
-    pool = _Workers(threads)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="hmmrnn-block")
+    pool.workers = threads
     try:
         yield pool
     except BaseException:
-        pool.close(cancel=True)
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     else:
-        pool.close()
+        pool.shutdown(wait=True)
     finally:
         torch.set_num_threads(threads)
 
@@ -599,9 +532,9 @@ def _submit_blocks(
     return [runner.submit(run, i, start, stop) for i, (start, stop) in enumerate(blocks)]
 
 
-def _wait(runner, futures) -> None:
+def _wait(futures) -> None:
     for future in futures:
-        runner.result(future)
+        future.result()
 
 
 def _recurrence(module: NoiseRNN, x: torch.Tensor, h0: torch.Tensor):
@@ -619,7 +552,7 @@ def _recurrence(module: NoiseRNN, x: torch.Tensor, h0: torch.Tensor):
     hidden = x.new_empty((n, steps, module.hidden_size))
     logits = x.new_empty((n, steps, module.output_size))
     with torch.no_grad(), _block_runner(x.device) as runner:
-        _wait(runner, _submit_blocks(runner, threading.local(), w, blocks, x, h0, hidden, logits))
+        _wait(_submit_blocks(runner, threading.local(), w, blocks, x, h0, hidden, logits))
     return hidden, logits
 
 
@@ -823,7 +756,7 @@ def generate(
                 slot = ring[drawn % len(ring)]
                 drawn += 1
                 if slot[1] is not None:
-                    runner.result(slot[1])
+                    slot[1].result()
                 if slot[0].shape[0] < rows:
                     slot[0] = torch.empty((rows, seq_len, n_in), dtype=dtype)
                 return slot
@@ -853,8 +786,7 @@ def generate(
                             torch.empty(shape, dtype=dtype, device=device) for _ in range(count)
                         )
                     if len(in_flight) >= len(slots):
-                        # That chunk's noise slot is reused now.
-                        _wait(runner, in_flight[-len(slots)])
+                        _wait(in_flight[-len(slots)])  # that chunk's noise slot is reused now
                     x = slots[index % len(slots)][:n]
                 projections = None
                 if ahead:
@@ -882,7 +814,7 @@ def generate(
                     )
                 )
             for futures in in_flight:
-                _wait(runner, futures)
+                _wait(futures)
     finally:
         module.train(was_training)
     return Generated(

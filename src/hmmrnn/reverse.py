@@ -195,7 +195,7 @@ def _chunk_runner(width: int, dtype):
 
         def run(fn, chunks):
             futures = [runner.submit(fn, a, b, scratch) for a, b in chunks]
-            return [runner.result(future) for future in futures]
+            return [future.result() for future in futures]
 
         yield run
 
