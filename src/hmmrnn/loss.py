@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from hmmrnn._utils import check_choice
+
 __all__ = ["ESTIMATORS", "SinkhornLoss"]
 
 ESTIMATORS = ("batch", "halves")
@@ -108,8 +110,6 @@ class SinkhornLoss:
         estimator: str = "batch",
     ) -> None:
         import geomloss
-
-        from hmmrnn._utils import check_choice
 
         self.estimator = check_choice("estimator", estimator, ESTIMATORS)
         if estimator == "halves" and not (loss == "sinkhorn" and debias):
