@@ -28,11 +28,23 @@ import torch
 
 from hmmrnn._utils import check_choice
 
-__all__ = ["ESTIMATORS", "SinkhornLoss"]
+__all__ = ["ESTIMATORS", "SinkhornLoss", "check_estimator"]
+
+logger = logging.getLogger("hmmrnn.loss")
 
 ESTIMATORS = ("batch", "halves")
 
-logger = logging.getLogger("hmmrnn.loss")
+
+def check_estimator(estimator: str, loss: str, debias: bool) -> str:
+    """``estimator`` if it is known and fits the loss settings, else a ValueError."""
+    check_choice("estimator", estimator, ESTIMATORS)
+    if estimator == "halves" and not (loss == "sinkhorn" and debias):
+        raise ValueError(
+            f"estimator 'halves' needs loss 'sinkhorn' with debias=True "
+            f"(got loss {loss!r}, debias={debias!r})"
+        )
+    return estimator
+
 
 # Below this many point pairs (N * M) the eager soft-min is already fast and compiling
 # (a few seconds once per process) would not pay for itself.
@@ -111,12 +123,7 @@ class SinkhornLoss:
     ) -> None:
         import geomloss
 
-        self.estimator = check_choice("estimator", estimator, ESTIMATORS)
-        if estimator == "halves" and not (loss == "sinkhorn" and debias):
-            raise ValueError(
-                f"estimator 'halves' needs loss 'sinkhorn' with debias=True "
-                f"(got loss {loss!r}, debias={debias!r})"
-            )
+        self.estimator = check_estimator(estimator, loss, debias)
         self.loss, self.p, self.blur, self.scaling = loss, p, blur, scaling
         self.debias, self.backend, self.fused = debias, backend, bool(fused)
         self._geomloss = geomloss.SamplesLoss(

@@ -26,7 +26,7 @@ from torch import nn
 
 from hmmrnn._utils import check_choice, torch_generator
 from hmmrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from hmmrnn.loss import ESTIMATORS, SinkhornLoss
+from hmmrnn.loss import SinkhornLoss, check_estimator
 from hmmrnn.model import NoiseRNN, _check_positive_int, _check_tau, _randn
 
 __all__ = ["Trainer", "TrainingResult", "as_one_hot_tensor", "sweep_learning_rates"]
@@ -262,19 +262,11 @@ class Trainer:
         self.debias = _check_bool("debias", debias)
         self.backend = check_choice("backend", backend, GEOMLOSS_BACKENDS)
         self.fused_loss = _check_bool("fused_loss", fused_loss)
-        self.estimator = check_choice("estimator", estimator, ESTIMATORS)
+        self.estimator = check_estimator(estimator, self.loss, self.debias)
         if criterion is not None and not callable(criterion):
             raise ValueError(f"criterion must be callable or None (got {criterion!r})")
-        if self.estimator == "halves":
-            if criterion is not None:
-                raise ValueError(
-                    "estimator 'halves' applies to the built-in loss, not to criterion"
-                )
-            if self.loss != "sinkhorn" or not self.debias:
-                raise ValueError(
-                    f"estimator 'halves' needs loss 'sinkhorn' with debias=True "
-                    f"(got loss {loss!r}, debias={debias!r})"
-                )
+        if criterion is not None and self.estimator == "halves":
+            raise ValueError("estimator 'halves' applies to the built-in loss, not to criterion")
         self.criterion = criterion
         try:
             betas = tuple(float(b) for b in betas)
@@ -427,7 +419,7 @@ class Trainer:
             val_t = val_t[: self.max_val_seq]
         if self.estimator == "halves":
             for name, size in (("train", train_t.shape[0]), ("val", val_t.shape[0])):
-                if size % self.batch_size == 1 or self.batch_size == 1:
+                if self.batch_size == 1 or size % self.batch_size == 1:
                     raise ValueError(
                         f"estimator 'halves' needs at least 2 sequences in every minibatch: "
                         f"{size} {name} sequences in batches of {self.batch_size} leave one "
