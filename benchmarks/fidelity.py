@@ -36,6 +36,7 @@ from hmmrnn.config import expand_experiments, stage_seed
 from hmmrnn.hmm import HMM, one_hot, split_labels
 from hmmrnn.model import NoiseRNN
 from hmmrnn.stages import compare_model, module_kwargs, trainer_kwargs
+from hmmrnn.testing import compare
 from hmmrnn.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +94,31 @@ def evaluate(cfg, hmm: HMM, module: NoiseRNN) -> dict:
     return compare_model(hmm, module, cfg.test, cfg.test_seq_len, seed).summary()
 
 
+def control(cfg, hmm: HMM) -> dict:
+    """The test of :func:`evaluate` with a third, independent HMM set in place of the RNN.
+
+    A perfect emulator: its numbers are pure sampling noise, so they show which targets the
+    number of test sequences can resolve. Sets A and B are those of :func:`evaluate`.
+    """
+    rng = as_rng(stage_seed(cfg.seed, "test"))
+    n, seq_len = cfg.test.num_seq, cfg.test_seq_len
+    obs_a, _ = hmm.sample(n, seq_len, rng)
+    obs_b, _ = hmm.sample(n, seq_len, rng)
+    obs_c, _ = hmm.sample(n, seq_len, as_rng(stage_seed(cfg.seed, "test", 1)))
+    t = cfg.test
+    return compare(
+        hmm,
+        obs_a,
+        obs_b,
+        obs_c,
+        hmm.outputs,
+        epsilon=t.epsilon,
+        max_iter=t.max_iter,
+        tol=t.tol,
+        max_kgram=t.max_kgram,
+    ).summary()
+
+
 def passes(row: dict) -> dict:
     tv = max(v for k, v in row.items() if k.startswith("kgram_tv_k") and k.endswith("_rnn"))
     return {
@@ -106,14 +132,24 @@ def _mark(ok: bool) -> str:
     return "pass" if ok else "FAIL"
 
 
+def _failed(ok: dict) -> str:
+    failed = [name for name, good in ok.items() if not good]
+    return "meets all" if not failed else "fails " + ", ".join(failed)
+
+
 def table(rows: list[dict], threads: int = 2) -> str:
-    """Markdown table of the fidelity targets."""
+    """Markdown table of the fidelity targets (and of the exact-HMM control, where run)."""
+    with_control = any("control" in r for r in rows)
     head = (
         f"| experiment | train time ({threads} threads) | epochs | max (ΔP)² ≤ 1e-3 (floor) | "
-        "k-gram TV k=1..4 ≤ 0.02 (floor) | Euclidean gap ≤ 1 % | loglik/step RNN vs HMM |\n"
-        "|---|---|---|---|---|---|---|"
+        "k-gram TV k=1..4 ≤ 0.02 (floor) | Euclidean gap ≤ 1 % (± s.e.) | "
+        "loglik/step RNN vs HMM |"
     )
-    lines = [head]
+    rule = "|---|---|---|---|---|---|---|"
+    if with_control:
+        head += " exact HMM in place of the RNN: max (ΔP)², max TV, gap |"
+        rule += "---|"
+    lines = [head, rule]
     for r in rows:
         ok = passes(r)
         tv = " / ".join(f"{r[f'kgram_tv_k{k}_rnn']:.3f}" for k in range(1, 5))
@@ -123,13 +159,23 @@ def table(rows: list[dict], threads: int = 2) -> str:
             if r.get("loglik_per_step_rnn") is not None
             else "n/a"
         )
-        lines.append(
+        line = (
             f"| {r['experiment']} | {r['train_seconds'] / 60:.1f} min (load {r['load']:.1f}) | "
             f"{r['epochs_run']} | {r['transition_sq_diff_max']:.2e} "
             f"({r['transition_sq_diff_max_floor']:.0e}) {_mark(ok['transition'])} | "
-            f"{tv} ({fl}) {_mark(ok['kgram'])} | {100 * r['euclidean_gap']:+.2f} % "
-            f"{_mark(ok['euclidean'])} | {ll} |"
+            f"{tv} ({fl}) {_mark(ok['kgram'])} | {100 * r['euclidean_gap']:+.2f} "
+            f"± {100 * r['euclidean_gap_se']:.2f} % {_mark(ok['euclidean'])} | {ll} |"
         )
+        c = r.get("control")
+        if c is not None:
+            tv_c = max(c[f"kgram_tv_k{k}_rnn"] for k in range(1, 5))
+            line += (
+                f" {c['transition_sq_diff_max']:.1e}, {tv_c:.3f}, "
+                f"{100 * c['euclidean_gap']:+.2f} %: {_failed(passes(c))} |"
+            )
+        elif with_control:
+            line += " - |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -154,6 +200,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
     parser.add_argument("--json", type=Path, help="also write every summary to this JSON file")
     parser.add_argument("--write-readme", action="store_true", help="update README.md's table")
+    parser.add_argument(
+        "--no-control", action="store_true", help="skip the exact-HMM control (one test less)"
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -177,6 +226,8 @@ def main(argv=None) -> int:
             **{k: v for k, v in trained.items() if k not in ("hmm", "module")},
             **summary,
         }
+        if not args.no_control:
+            row["control"] = control(cfg, trained["hmm"])
         rows.append(row)
         print(table([row], args.threads).splitlines()[-1], flush=True)
 

@@ -267,3 +267,40 @@ def test_rnn_loop_long_trajectory_from_zero_equals_forward():
     torch.testing.assert_close(loop["logits"], logits, rtol=1e-5, atol=1e-5)
     assert torch.equal(loop["outputs"].sum(-1), torch.ones(1, 200))
     assert loop["observations"].shape == (1, 200)
+
+
+# ------------------------------------------------------------------------------ fidelity
+
+
+def test_fidelity_benchmark_reports_the_rnn_and_an_exact_hmm_control(tmp_path, capsys):
+    import fidelity
+    import yaml
+
+    from hmmrnn._utils import read_json
+
+    config = {
+        "results_dir": str(tmp_path / "results"),
+        "defaults": {
+            "data": {"num_seq": 90, "seq_len": 8},
+            "rnn": {"input_size": 4, "hidden_size": 8},
+            "training": {"batch_size": 16, "epochs": 2, "estimator": "halves"},
+            "test": {"num_seq": 40},
+        },
+        "experiments": {"Tiny": {"preset": "HMMSmall"}},
+    }
+    path = tmp_path / "fidelity.yaml"
+    path.write_text(yaml.safe_dump(config))
+    status = fidelity.main(
+        ["--config", str(path), "--threads", "1", "--json", str(tmp_path / "f.json")]
+    )
+    assert status == 1  # two epochs do not reach fidelity
+    (row,) = read_json(tmp_path / "f.json")["rows"]
+    control = row["control"]
+    # Sets A and B are the RNN test's: every floor is the same number.
+    for key in ("transition_sq_diff_max_floor", "kgram_tv_k1_floor", "kgram_tv_k4_floor"):
+        assert control[key] == row[key]
+    assert control["distance_mean_hmm"] == row["distance_mean_hmm"]
+    assert control["distance_mean_rnn"] != row["distance_mean_rnn"]
+    assert row["euclidean_gap_se"] > 0
+    out = capsys.readouterr().out
+    assert "exact HMM in place of the RNN" in out and "| Tiny |" in out

@@ -47,6 +47,7 @@ def test_identical_sets_give_zero_everything(hmm, samples):
     np.testing.assert_array_equal(res.distances_hmm, 0.0)
     np.testing.assert_array_equal(res.distances_rnn, 0.0)
     assert res.euclidean_gap == 0.0
+    assert res.euclidean_gap_se == 0.0
     assert res.kgram_tv == {k: {"rnn": 0.0, "floor": 0.0} for k in (1, 2, 3)}
     np.testing.assert_array_equal(res.run_length_tv_rnn, 0.0)
     np.testing.assert_array_equal(res.transition_sq_diff, 0.0)
@@ -66,6 +67,10 @@ def test_known_distances_and_statistics():
     np.testing.assert_allclose(res.distances_rnn, [2.0, math.sqrt(8)])
     base = math.sqrt(2) / 2
     assert res.euclidean_gap == pytest.approx(((2 + math.sqrt(8)) / 2 - base) / base)
+    # var_rnn = (sqrt 8 - 2)^2 / 2, var_hmm = 1, ratio of means 2 + sqrt 2:
+    # sqrt(var_rnn / 2 + ratio^2 * var_hmm / 2) / base = sqrt(6) / (1 / sqrt 2) = 2 sqrt 3.
+    assert res.euclidean_gap_se == pytest.approx(2 * math.sqrt(3))
+    assert res.summary()["euclidean_gap_se"] == pytest.approx(2 * math.sqrt(3))
     np.testing.assert_array_equal(res.volatilities_hmm, [0, 0])
     np.testing.assert_array_equal(res.volatilities_rnn, [3, 0])
     np.testing.assert_allclose(res.frequencies_rnn, [[0.5, 0.5, 0], [0, 0, 1]])
@@ -77,6 +82,29 @@ def test_known_distances_and_statistics():
     assert res.kgram_tv[1]["rnn"] == 0.5
     assert res.kgram_tv[1]["floor"] == pytest.approx(0.125)
     np.testing.assert_array_equal(res.run_length_hist_rnn[2], [0, 0, 0, 0, 1])
+
+
+def test_gap_standard_error_matches_the_spread_of_exact_hmm_gaps(hmm):
+    # An independent HMM set in place of the RNN: the gap is pure sampling noise, so its
+    # spread over many draws is what the standard error must predict (measured: 1.01-1.07
+    # times it over three seeds; with Sinkhorn matching 1.01).
+    rng = np.random.default_rng(7)
+    gaps, errors = [], []
+    for _ in range(60):
+        a, b, c = (hmm.sample(200, 12, rng)[0] for _ in range(3))
+        res = compare(None, a, b, c, outputs=3, matcher=nearest_matcher, max_kgram=1)
+        gaps.append(res.euclidean_gap)
+        errors.append(res.euclidean_gap_se)
+    ratio = np.std(gaps, ddof=1) / np.median(errors)
+    assert 0.75 < ratio < 1.3, ratio
+    assert abs(np.mean(gaps)) < 3 * np.median(errors) / math.sqrt(len(gaps))
+
+
+def test_gap_standard_error_needs_two_distances():
+    a = np.array([[0, 1, 0]])
+    res = compare(None, a, a, a, outputs=2, matcher=nearest_matcher, max_kgram=1)
+    assert math.isnan(res.euclidean_gap_se)
+    assert res.to_dict()["summary"]["euclidean_gap_se"] is None
 
 
 def test_mismatched_lengths_and_values_raise(samples):

@@ -8,6 +8,7 @@ pair as written by ``TestResults.save``, plus optional ``dpi`` and ``figsize``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,7 +90,11 @@ def plot_euclidean_distances(
         [HMM_COLOR, RNN_COLOR],
         "distance to matched HMM sequence",
     )
-    ax.set_title(f"Mean Euclidean distances\n(gap {r.euclidean_gap:+.1%})", fontweight="bold")
+    se = r.euclidean_gap_se
+    noise = f" ± {se:.1%} s.e." if math.isfinite(se) else ""
+    ax.set_title(
+        f"Mean Euclidean distances\n(gap {r.euclidean_gap:+.1%}{noise})", fontweight="bold"
+    )
     return _save(fig, path, dpi)
 
 

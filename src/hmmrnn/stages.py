@@ -437,6 +437,7 @@ def batch_results(summary_paths: Sequence[PathLike], *, json_path: PathLike, tab
 # The cross-experiment figure: each fidelity number next to its sampling-noise floor.
 BATCH_FIDELITY_METRICS = (
     "euclidean_gap",
+    "euclidean_gap_se",
     "transition_sq_diff_max",
     "transition_sq_diff_max_floor",
     "kgram_tv_k1_rnn",

@@ -127,6 +127,26 @@ class TestResults:
         return diff / base
 
     @property
+    def euclidean_gap_se(self) -> float:
+        """Standard error of :attr:`euclidean_gap` from the spread of the matched distances.
+
+        The delta-method error of the ratio of two independent means,
+        ``sqrt(var_rnn / n_rnn + R**2 var_hmm / n_hmm) / mean_hmm`` with ``R`` the ratio of the
+        means. A perfect emulator scores a gap within about 2 of these of 0, so a gap target
+        tighter than that cannot be met reliably at this number of test sequences. NaN with
+        fewer than 2 distances in a set.
+        """
+        d_hmm, d_rnn = np.asarray(self.distances_hmm), np.asarray(self.distances_rnn)
+        if len(d_hmm) < 2 or len(d_rnn) < 2:
+            return math.nan
+        base, mean = float(np.mean(d_hmm)), float(np.mean(d_rnn))
+        var = np.var(d_rnn, ddof=1) / len(d_rnn)
+        if base == 0:
+            return 0.0 if var == 0 and mean == 0 else math.inf
+        var += (mean / base) ** 2 * np.var(d_hmm, ddof=1) / len(d_hmm)
+        return float(math.sqrt(var)) / base
+
+    @property
     def transition_sq_diff(self) -> np.ndarray:
         """``(transition_hmm - transition_rnn) ** 2``, shape (O, O)."""
         return metrics.transition_sq_diff(self.transition_hmm, self.transition_rnn)
@@ -141,6 +161,7 @@ class TestResults:
             "distance_mean_rnn": float(np.mean(self.distances_rnn)),
             "distance_std_rnn": float(np.std(self.distances_rnn)),
             "euclidean_gap": self.euclidean_gap,
+            "euclidean_gap_se": self.euclidean_gap_se,
             "distinct_fraction_hmm": _opt_float(self.match_hmm.get("distinct_fraction")),
             "distinct_fraction_rnn": _opt_float(self.match_rnn.get("distinct_fraction")),
             "volatility_mean_hmm": float(np.mean(self.volatilities_hmm)),
@@ -469,10 +490,11 @@ def compare(
     )
     s = results.summary()
     logger.info(
-        "distance HMM-HMM %.3f, HMM-RNN %.3f (gap %+.3f); k=%d TV rnn %.4f floor %.4f",
+        "distance HMM-HMM %.3f, HMM-RNN %.3f (gap %+.3f +- %.3f); k=%d TV rnn %.4f floor %.4f",
         s["distance_mean_hmm"],
         s["distance_mean_rnn"],
         s["euclidean_gap"],
+        s["euclidean_gap_se"],
         max(results.kgram_tv),
         results.kgram_tv[max(results.kgram_tv)]["rnn"],
         results.kgram_tv[max(results.kgram_tv)]["floor"],
