@@ -392,6 +392,25 @@ def test_generate_equals_forward_at_thread_split_sizes():
     assert hidden.shape == (n, steps, H)
 
 
+def test_every_path_gives_training_logits_at_paper_size():
+    """Kept (strided) hidden states once rounded the readout differently at H = 150 (1 ulp)."""
+    torch.manual_seed(0)
+    m = NoiseRNN(100, 150, output_size=3)
+    n, steps = 100, 3
+    g = gen(21)
+    out, hidden, logits = m(torch.randn((n, steps, 100), generator=g), generator=g)
+    with torch.no_grad():
+        g = gen(21)
+        _, hidden_ng, logits_ng = m(torch.randn((n, steps, 100), generator=g), generator=g)
+    assert torch.equal(logits_ng, logits.detach())
+    assert torch.equal(hidden_ng, hidden.detach())
+    for keep in (True, False):
+        res = generate(m, n, steps, generator=gen(21), return_hidden=keep)
+        assert torch.equal(res.logits, logits.detach())
+        assert torch.equal(res.outputs, out.detach())
+        assert res.hidden is None or torch.equal(res.hidden, hidden.detach())
+
+
 def test_blocks_partition():
     for n, quantum in [(4096, 2), (1328, 2), (30000, 2), (64, 4), (5, 4), (3, 4), (513, 1)]:
         blocks = model._blocks(n, quantum)

@@ -439,6 +439,10 @@ def _block_inplace(
             zero = w.zero_input and i == 0
             h[i] = inp = _step(layer, inp, h[i], zero, out, projected=x is None)
         # Per step, while h_t is in cache (a readout per block, after the loop, is slower).
+        if hidden is not None:
+            # MKL's few-column product (H -> O) rounds differently when its input rows are
+            # strided (measured: 1-2 ulp at H = 150); training reads contiguous states.
+            inp = scratch[last, t % 2, :n].copy_(inp)
         _readout(w, inp, logits[:, t])
 
 
