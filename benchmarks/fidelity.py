@@ -15,6 +15,7 @@ be shared). ``--write-readme`` puts the table between ``<!-- fidelity:start -->`
 ``<!-- fidelity:end -->`` in README.md.
 
     python benchmarks/fidelity.py --presets HMMSmall HMMMedium --threads 2
+    python benchmarks/fidelity.py --presets HMMMedium --seeds 0 1 2   # run-to-run variation
 """
 
 from __future__ import annotations
@@ -203,6 +204,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--no-control", action="store_true", help="skip the exact-HMM control (one test less)"
     )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        help="train and test each experiment with each of these seeds (default: its own)",
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -212,9 +219,19 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown experiment(s) {unknown} (expected some of {sorted(experiments)})")
 
-    rows = []
+    if args.seeds and min(args.seeds) < 0:
+        parser.error(f"--seeds must be non-negative integers (got {args.seeds})")
+    runs = []  # (row name, config)
     for name in names:
-        cfg = experiments[name]
+        if not args.seeds:
+            runs.append((name, experiments[name]))
+        for seed in args.seeds or ():
+            runs.append(
+                (f"{name} (seed {seed})", dataclasses.replace(experiments[name], seed=seed))
+            )
+
+    rows = []
+    for name, cfg in runs:
         print(f"{name}: training ({platform.node()}, {args.threads} threads)", flush=True)
         load = os.getloadavg()[0]
         trained = train_experiment(cfg, device=args.device)
