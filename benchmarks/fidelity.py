@@ -11,7 +11,8 @@ fidelity targets:
 * mean matched Euclidean distance within 1 % of the HMM-vs-HMM baseline,
 
 with the wall time of training on this machine (and the load average, since the machine may
-be shared). ``--write-readme`` puts the table between ``<!-- fidelity:start -->`` and
+be shared), each gap with its standard error, and a control: the same test with a third,
+independent HMM set in place of the RNN (a perfect emulator, so pure sampling noise). ``--write-readme`` puts the table between ``<!-- fidelity:start -->`` and
 ``<!-- fidelity:end -->`` in README.md.
 
     python benchmarks/fidelity.py --presets HMMSmall HMMMedium --threads 2
