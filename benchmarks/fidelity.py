@@ -12,7 +12,8 @@ fidelity targets:
 
 with the wall time of training on this machine (and the load average, since the machine may
 be shared), each gap with its standard error, and a control: the same test with a third,
-independent HMM set in place of the RNN (a perfect emulator, so pure sampling noise). ``--write-readme`` puts the table between ``<!-- fidelity:start -->`` and
+independent HMM set in place of the RNN (a perfect emulator, so pure sampling noise).
+``--write-readme`` puts the table between ``<!-- fidelity:start -->`` and
 ``<!-- fidelity:end -->`` in README.md.
 
     python benchmarks/fidelity.py --presets HMMSmall HMMMedium --threads 2
