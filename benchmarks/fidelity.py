@@ -38,8 +38,13 @@ from hmmrnn._utils import as_rng, write_json
 from hmmrnn.config import expand_experiments, stage_seed
 from hmmrnn.hmm import HMM, one_hot, split_labels
 from hmmrnn.model import NoiseRNN
-from hmmrnn.stages import compare_model, module_kwargs, trainer_kwargs
-from hmmrnn.testing import compare
+from hmmrnn.stages import (
+    compare_model,
+    compare_to_hmm,
+    hmm_test_sets,
+    module_kwargs,
+    trainer_kwargs,
+)
 from hmmrnn.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,23 +108,10 @@ def control(cfg, hmm: HMM) -> dict:
     A perfect emulator: its numbers are pure sampling noise, so they show which targets the
     number of test sequences can resolve. Sets A and B are those of :func:`evaluate`.
     """
-    rng = as_rng(stage_seed(cfg.seed, "test"))
-    n, seq_len = cfg.test.num_seq, cfg.test_seq_len
-    obs_a, _ = hmm.sample(n, seq_len, rng)
-    obs_b, _ = hmm.sample(n, seq_len, rng)
-    obs_c, _ = hmm.sample(n, seq_len, as_rng(stage_seed(cfg.seed, "test", 1)))
-    t = cfg.test
-    return compare(
-        hmm,
-        obs_a,
-        obs_b,
-        obs_c,
-        hmm.outputs,
-        epsilon=t.epsilon,
-        max_iter=t.max_iter,
-        tol=t.tol,
-        max_kgram=t.max_kgram,
-    ).summary()
+    obs_a, obs_b, _ = hmm_test_sets(hmm, cfg.test, cfg.test_seq_len, stage_seed(cfg.seed, "test"))
+    rng = as_rng(stage_seed(cfg.seed, "test", 1))
+    obs_c, _ = hmm.sample(cfg.test.num_seq, cfg.test_seq_len, rng)
+    return compare_to_hmm(hmm, obs_a, obs_b, obs_c, cfg.test).summary()
 
 
 def passes(row: dict) -> dict:

@@ -260,18 +260,41 @@ def trained_dynamics(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     return {"init": bool(training.get("init", True)), "tau": float(training.get("tau", 1.0))}
 
 
+def hmm_test_sets(hmm, test: TestConfig, seq_len: int, seed: int):
+    """The test stage's HMM sets A and B (N, T) from ``seed``, and the generator after them."""
+    from hmmrnn._utils import as_rng
+
+    rng = as_rng(seed)
+    obs_a, _ = hmm.sample(test.num_seq, seq_len, rng)
+    obs_b, _ = hmm.sample(test.num_seq, seq_len, rng)
+    return obs_a, obs_b, rng
+
+
+def compare_to_hmm(hmm, obs_a, obs_b, obs_other, test: TestConfig):
+    """:func:`hmmrnn.testing.compare` with the matching settings of the test section."""
+    from hmmrnn.testing import compare
+
+    return compare(
+        hmm,
+        obs_a,
+        obs_b,
+        obs_other,
+        hmm.outputs,
+        epsilon=test.epsilon,
+        max_iter=test.max_iter,
+        tol=test.tol,
+        max_kgram=test.max_kgram,
+    )
+
+
 def compare_model(hmm, module, test: TestConfig, seq_len: int, seed: int, **dynamics: Any):
     """Sample two HMM sets and one RNN set from ``seed`` and compare them (the test stage).
 
     ``dynamics`` are extra sampling settings for the RNN (``init``, ``tau``).
     """
-    from hmmrnn._utils import as_rng
     from hmmrnn.model import generate
-    from hmmrnn.testing import compare
 
-    rng = as_rng(seed)
-    obs_a, _ = hmm.sample(test.num_seq, seq_len, rng)
-    obs_b, _ = hmm.sample(test.num_seq, seq_len, rng)
+    obs_a, obs_b, rng = hmm_test_sets(hmm, test, seq_len, seed)
     generated = generate(
         module,
         test.num_seq,
@@ -282,17 +305,7 @@ def compare_model(hmm, module, test: TestConfig, seq_len: int, seed: int, **dyna
         return_hidden=False,
         **dynamics,
     )
-    return compare(
-        hmm,
-        obs_a,
-        obs_b,
-        generated.observations,
-        hmm.outputs,
-        epsilon=test.epsilon,
-        max_iter=test.max_iter,
-        tol=test.tol,
-        max_kgram=test.max_kgram,
-    )
+    return compare_to_hmm(hmm, obs_a, obs_b, generated.observations, test)
 
 
 def test_model(

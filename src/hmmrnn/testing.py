@@ -142,7 +142,7 @@ class TestResults:
         base, mean = float(np.mean(d_hmm)), float(np.mean(d_rnn))
         var = np.var(d_rnn, ddof=1) / len(d_rnn)
         if base == 0:
-            return 0.0 if var == 0 and mean == 0 else math.inf
+            return 0.0 if mean == 0 else math.inf  # as the gap (distances are >= 0)
         var += (mean / base) ** 2 * np.var(d_hmm, ddof=1) / len(d_hmm)
         return float(math.sqrt(var)) / base
 
