@@ -262,28 +262,51 @@ class Generated:
 # --------------------------------------------------------------------------------------------
 # The recurrence
 #
-# Training (autograd) and generation run the same torch calls on the same shapes, so that they
-# give bit-identical results: the sequences are split into blocks (``_blocks``) and each block
-# is stepped through time with, per step and layer,
+# Training (autograd) and generation run the same torch calls on the same shapes and memory
+# layouts, so that they give bit-identical results: the sequences are split into blocks
+# (``_blocks``) and each block of n sequences is stepped through time with, per step and layer,
+# states held feature-major (S_t = h_t.T, shape (H, n)):
 #
-#     pre = x_t @ W_ih.T + (b_ih + b_hh)       (addmm, or mm without biases)
-#     pre = pre + h_{t-1} @ W_hh.T             (addmm with beta = 1; ``+ h_{t-1}`` for input_only)
-#     h_t = relu(pre)
-#     logits_t = h_t @ W_out.T + b_out         (last layer)
+#     P = W_ih @ X_t.T + (b_ih + b_hh)         (addmm, or mm without biases; X_t.T is a view)
+#     P = P + W_hh @ S_{t-1}                   (addmm with beta = 1; ``+ S_{t-1}`` for input_only)
+#     S_t = relu(P)
+#     L_t = W_out @ S_t + b_out                (last layer; logits_t = L_t.T)
 #
-# With autograd these are out-of-place ops whose results are stacked. Without it they write in
-# place into strided views of preallocated (n, T, H) / (n, T, O) buffers: BLAS takes the row
-# stride as its leading dimension, so nothing is transposed, stacked or copied.
+# With autograd these are out-of-place ops whose results are transposed and stacked. Without
+# it they write in place into per-thread (H, n) buffers; logits and kept states are copied
+# out transposed.
 #
+# Why feature-major: MKL's sgemm vectorises along the contiguous dimension of the result, and
+# H = 150 is not a multiple of the vector width while n (512 in a block) is. Measured on one
+# core: 100 vs 88 GFLOP/s for the recurrent product, 94 vs 82 for the input projection, and
+# the readout (O = 3 rows) twice as fast. Copying kept states out costs ~60 us per step and
+# block (a contiguous transpose, then a strided row copy), about what the products save.
 # Why not one GEMM for the input projection of a whole chunk: on this 2-core machine MKL's sgemm
-# runs at half speed once the (n*T, 100) x (100, 150) product outgrows the caches (43 vs
-# 85 GFLOP/s for n*T = 30720 vs 1024 rows), while a per-step product keeps x_t and h_t in L2.
-# Why blocks: MKL's result for a row depends on the number of rows in the call (other kernels
-# for a few rows), so both paths must use the same partition; blocks of about ``_BLOCK_SEQ``
-# sequences keep a step's working set (x_t, h_{t-1}, h_t: 0.4 MB at 512 rows) in L2 and give
+# runs at half speed once the product outgrows the caches (43 vs 85 GFLOP/s for n*T = 30720
+# vs 1024 rows), while a per-step product keeps X_t and S_t in L2.
+# Why blocks: MKL's result for a column depends on the number of columns in the call (other
+# kernels for a few), so all paths must use the same partition; blocks of about ``_BLOCK_SEQ``
+# sequences keep a step's working set (X_t, S_{t-1}, S_t: 0.4 MB at 512) in L2 and give
 # the worker threads of generate() several blocks per chunk to share. Measured for 30000 x 30
 # sequences (chunks of 4096): 1.33 / 1.30 / 1.30 / 1.33 s on one thread for blocks of 256 /
 # 512 / 1024 / 2048 sequences; on two threads 2048 is 15% slower (too few blocks per chunk).
+
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.int64: np.int64}
+
+
+def _empty_cpu(shape, dtype: torch.dtype) -> torch.Tensor:
+    """``torch.empty(shape, dtype=dtype)`` in memory from numpy's allocator where it can.
+
+    numpy asks Linux for transparent huge pages for arrays of 4 MB and more; torch does so
+    only with ``THP_MEM_ALLOC_ENABLE=1`` set before it is imported. generate() fills well over
+    100 MB of fresh buffers per call, and the first touch of a 4 KB page costs a page fault
+    (measured: 0.36 ms per MB, 59 vs 47 ms to draw 12.3M normals into a fresh buffer).
+    """
+    np_dtype = _NUMPY_DTYPES.get(dtype)
+    if np_dtype is None:
+        return torch.empty(shape, dtype=dtype)
+    return torch.from_numpy(np.empty(shape, dtype=np_dtype))
+
 
 _BLOCK_SEQ = 512
 # torch's CPU normal_ fills uniforms in order and turns them into normals 16 at a time, so
@@ -324,12 +347,17 @@ def _seq_blocks(x: torch.Tensor) -> list[tuple[int, int]]:
 
 @dataclass
 class _Weights:
-    """Per layer ``(W_ih.T, W_hh.T or None for the identity, b_ih + b_hh or None)``; readout."""
+    """Per layer ``(W_ih, W_hh or None for the identity, (b_ih + b_hh)[:, None] or None)``;
+    the readout ``W_out`` and ``b_out[:, None]`` (or None)."""
 
     layers: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]
-    w_out_t: torch.Tensor
+    w_out: torch.Tensor
     b_out: torch.Tensor | None
     zero_input: bool  # recurrence_only: the first layer's input is zero
+
+    @property
+    def hidden_size(self) -> int:
+        return self.layers[-1][0].shape[0]
 
 
 def _weights(module: NoiseRNN, dynamics_mode: str = "full") -> _Weights:
@@ -340,78 +368,137 @@ def _weights(module: NoiseRNN, dynamics_mode: str = "full") -> _Weights:
         w_hh = getattr(rnn, f"weight_hh_l{layer}")
         bias = None
         if module.rnn_bias:
-            bias = getattr(rnn, f"bias_ih_l{layer}") + getattr(rnn, f"bias_hh_l{layer}")
+            bias = (getattr(rnn, f"bias_ih_l{layer}") + getattr(rnn, f"bias_hh_l{layer}"))[:, None]
         # input_only: h_t = relu(W_ih x_t + b + h_{t-1}), the paper's identity recurrence.
-        layers.append((w_ih.t(), None if dynamics_mode == "input_only" else w_hh.t(), bias))
-    return _Weights(
-        layers, module.fc.weight.t(), module.fc.bias, zero_input=dynamics_mode == "recurrence_only"
-    )
+        layers.append((w_ih, None if dynamics_mode == "input_only" else w_hh, bias))
+    b_out = None if module.fc.bias is None else module.fc.bias[:, None]
+    return _Weights(layers, module.fc.weight, b_out, zero_input=dynamics_mode == "recurrence_only")
 
 
 def _project(layer, inp: torch.Tensor, out: torch.Tensor) -> None:
-    """``out = inp @ W_ih.T + b``, in place."""
-    w_ih_t, _, bias = layer
+    """``out = W_ih @ inp + b``, in place; ``inp`` (I, n)."""
+    w_ih, _, bias = layer
     if bias is None:
-        torch.mm(inp, w_ih_t, out=out)
+        torch.mm(w_ih, inp, out=out)
     else:
-        torch.addmm(bias, inp, w_ih_t, out=out)
+        torch.addmm(bias, w_ih, inp, out=out)
 
 
 def _step(
     layer,
     inp: torch.Tensor | None,
-    h_prev: torch.Tensor,
+    s_prev: torch.Tensor,
     zero_input: bool,
     out: torch.Tensor | None = None,
-    projected: bool = False,
+    projected: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One step of one layer: ``relu(inp @ W_ih.T + b + h_prev @ W_hh.T)``.
+    """One step of one layer on feature-major states: ``relu(W_ih @ inp + b + W_hh @ s_prev)``.
 
-    Out of place (autograd) when ``out`` is None, else written into ``out``, which already
-    holds ``inp @ W_ih.T + b`` when ``projected``; the same BLAS calls either way.
+    Out of place (autograd) when ``out`` is None, else written into ``out`` (H, n), starting
+    from ``projected`` (``W_ih @ inp + b``, computed ahead) when given; the same BLAS calls
+    either way.
     """
-    w_ih_t, w_hh_t, bias = layer
+    w_ih, w_hh, bias = layer
     if out is None:
         if zero_input:
-            pre = torch.mm(h_prev, w_hh_t) if bias is None else torch.addmm(bias, h_prev, w_hh_t)
+            pre = torch.mm(w_hh, s_prev) if bias is None else torch.addmm(bias, w_hh, s_prev)
         else:
-            pre = torch.mm(inp, w_ih_t) if bias is None else torch.addmm(bias, inp, w_ih_t)
-            pre = pre + h_prev if w_hh_t is None else torch.addmm(pre, h_prev, w_hh_t)
+            pre = torch.mm(w_ih, inp) if bias is None else torch.addmm(bias, w_ih, inp)
+            pre = pre + s_prev if w_hh is None else torch.addmm(pre, w_hh, s_prev)
         return torch.relu(pre)
     if zero_input:
         if bias is None:
-            torch.mm(h_prev, w_hh_t, out=out)
+            torch.mm(w_hh, s_prev, out=out)
         else:
-            torch.addmm(bias, h_prev, w_hh_t, out=out)
+            torch.addmm(bias, w_hh, s_prev, out=out)
         return out.relu_()
-    if not projected:
+    if projected is None:
         _project(layer, inp, out)
-    if w_hh_t is None:
-        out.add_(h_prev)
     else:
-        out.addmm_(h_prev, w_hh_t)
+        out.copy_(projected)
+    if w_hh is None:
+        out.add_(s_prev)
+    else:
+        out.addmm_(w_hh, s_prev)
     return out.relu_()
 
 
-def _readout(w: _Weights, h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def _readout(w: _Weights, s: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits, transposed (O, n), of the feature-major states ``s`` (H, n)."""
     if w.b_out is None:
-        return torch.mm(h, w.w_out_t, out=out) if out is not None else torch.mm(h, w.w_out_t)
+        return torch.mm(w.w_out, s, out=out) if out is not None else torch.mm(w.w_out, s)
     if out is not None:
-        return torch.addmm(w.b_out, h, w.w_out_t, out=out)
-    return torch.addmm(w.b_out, h, w.w_out_t)
+        return torch.addmm(w.b_out, w.w_out, s, out=out)
+    return torch.addmm(w.b_out, w.w_out, s)
 
 
 def _block_autograd(w: _Weights, x: torch.Tensor, h0: torch.Tensor):
     """Hidden states (last layer) and logits of one block, out of place (autograd)."""
-    h = list(h0.unbind(0))
+    s = [h.t() for h in h0.unbind(0)]
     hidden, logits = [], []
     for t in range(x.shape[1]):
-        inp = x[:, t]
+        inp = x[:, t].t()
         for i, layer in enumerate(w.layers):
-            h[i] = inp = _step(layer, inp, h[i], w.zero_input and i == 0)
-        hidden.append(inp)
-        logits.append(_readout(w, inp))
+            s[i] = inp = _step(layer, inp, s[i], w.zero_input and i == 0)
+        hidden.append(inp.t())
+        logits.append(_readout(w, inp).t())
     return torch.stack(hidden, 1), torch.stack(logits, 1)
+
+
+def _state_view(hidden: torch.Tensor) -> torch.Tensor:
+    """The memory of a block's kept states ``hidden`` (n, T, H) as (T, H, n), for projections.
+
+    :func:`_project_block` fills it before the block's recurrence, which reads it step by step
+    and only then writes the states there (from its own buffer).
+    """
+    n, steps, hid = hidden.shape
+    return hidden.view(-1).view(steps, hid, n)
+
+
+def _project_block(w: _Weights, x: torch.Tensor, out: torch.Tensor) -> None:
+    """The first layer's input projections of a block (n, T, I), ahead of its recurrence,
+    into ``out`` (T, H, n)."""
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            _project(w.layers[0], x[:, t].t(), out[t])
+
+
+class _Scratch:
+    """Per-thread buffers of :func:`_block_inplace`, reused across blocks (one allocation).
+
+    Per layer the states of two steps, alternately (they stay in cache) — the last layer's
+    of every step when its states are kept, to copy them out after the block — the readout
+    (O, n) and, when states are kept, an (n, H) transpose.
+    """
+
+    def __init__(self) -> None:
+        self.buf: torch.Tensor | None = None
+
+    def views(self, w: _Weights, n: int, steps: int, keep: bool, like: torch.Tensor):
+        hid, outs = w.hidden_size, w.w_out.shape[0]
+        per_layer = [2] * (len(w.layers) - 1) + [steps if keep else 2]
+        need = (sum(per_layer) * hid + outs + (hid if keep else 0)) * n
+        buf = self.buf
+        if (
+            buf is None
+            or buf.numel() < need
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            # Room for a block a little larger than this one (blocks differ by a few rows).
+            size = need * max(n, _BLOCK_SEQ + 2 * _DRAW_QUANTUM) // n
+            buf = self.buf = torch.empty(size, dtype=like.dtype, device=like.device)
+        offset = 0
+
+        def take(*shape: int) -> torch.Tensor:
+            nonlocal offset
+            size = math.prod(shape)
+            view = buf[offset : offset + size].view(shape)
+            offset += size
+            return view
+
+        states = [take(k, hid, n) for k in per_layer]
+        return states, take(outs, n), (take(n, hid) if keep else None)
 
 
 def _block_inplace(
@@ -420,37 +507,33 @@ def _block_inplace(
     h0: torch.Tensor,
     hidden: torch.Tensor | None,
     logits: torch.Tensor,
-    scratch: torch.Tensor,
+    scratch: _Scratch,
 ) -> None:
     """:func:`_block_autograd` without autograd, writing into ``hidden`` and ``logits``.
 
-    ``hidden`` (n, T, H) receives the last layer's states (None: not kept); ``scratch``
-    (num_layers, 2, >= n, H) holds the states that are not kept, alternately by step (they
-    stay in cache). ``x`` None: one layer whose input projections are already in ``hidden``
-    (:func:`_project_block`).
+    ``hidden`` (n, T, H) receives the last layer's states (None: not kept). ``x`` None: one
+    layer whose input projections are already in ``hidden``'s memory (:func:`_state_view`).
     """
     n, steps = logits.shape[0], logits.shape[1]
+    keep = hidden is not None
+    states, readout, rows = scratch.views(w, n, steps, keep, logits)
+    projections = _state_view(hidden) if x is None else None
     last = len(w.layers) - 1
-    h = list(h0.unbind(0))
+    s = [h.t() for h in h0.unbind(0)]
     for t in range(steps):
-        inp = None if x is None else x[:, t]
+        inp = None if x is None else x[:, t].t()
         for i, layer in enumerate(w.layers):
-            out = hidden[:, t] if (i == last and hidden is not None) else scratch[i, t % 2, :n]
-            zero = w.zero_input and i == 0
-            h[i] = inp = _step(layer, inp, h[i], zero, out, projected=x is None)
-        # Per step, while h_t is in cache (a readout per block, after the loop, is slower).
-        if hidden is not None:
-            # MKL's few-column product (H -> O) rounds differently when its input rows are
-            # strided (measured: 1-2 ulp at H = 150); training reads contiguous states.
-            inp = scratch[last, t % 2, :n].copy_(inp)
-        _readout(w, inp, logits[:, t])
-
-
-def _project_block(w: _Weights, x: torch.Tensor, out: torch.Tensor) -> None:
-    """The first layer's input projections of a block, ahead of its recurrence."""
-    with torch.no_grad():
-        for t in range(x.shape[1]):
-            _project(w.layers[0], x[:, t], out[:, t])
+            out = states[i][t if (keep and i == last) else t % 2]
+            ahead = None if projections is None else projections[t]
+            s[i] = inp = _step(layer, inp, s[i], w.zero_input and i == 0, out, ahead)
+        # Per step, while S_t is in cache (a readout per block, after the loop, is slower).
+        _readout(w, inp, readout)
+        logits[:, t].copy_(readout.t())
+    if keep:
+        # After the loop: until then ``hidden``'s memory may hold the projections. A
+        # contiguous transpose takes torch's blocked path (4x faster than into strided rows).
+        for t in range(steps):
+            hidden[:, t].copy_(rows.copy_(states[last][t].t()))
 
 
 class _Inline:
@@ -492,15 +575,6 @@ def _block_runner(device: torch.device):
         torch.set_num_threads(threads)
 
 
-def _scratch_for(store: threading.local, layers: int, n: int, h0: torch.Tensor):
-    """A per-thread (layers, 2, >= n, H) buffer, reused across blocks."""
-    buf = getattr(store, "buf", None)
-    if buf is None or buf.shape[2] < n or buf.dtype != h0.dtype or buf.device != h0.device:
-        shape = (layers, 2, max(n, _BLOCK_SEQ), h0.shape[-1])
-        buf = store.buf = torch.empty(shape, dtype=h0.dtype, device=h0.device)
-    return buf
-
-
 def _submit_blocks(
     runner, store, w, blocks, x, h0, hidden, logits, projections=None, on_done=None
 ) -> list[Future]:
@@ -516,7 +590,9 @@ def _submit_blocks(
     def run(index: int, start: int, stop: int) -> None:
         if projections is not None:
             projections[index].result()
-        scratch = _scratch_for(store, len(w.layers), stop - start, h0)
+        scratch = getattr(store, "scratch", None)
+        if scratch is None:
+            scratch = store.scratch = _Scratch()
         with torch.no_grad():  # grad mode is per thread
             _block_inplace(
                 w,
@@ -690,13 +766,12 @@ def generate(
     device, dtype = module.device, module.fc.weight.dtype
     on_cpu = device.type == "cpu"
     n_in, n_hid, n_out = module.input_size, module.hidden_size, module.output_size
-    cpu = {"dtype": dtype}
     # Results are written straight into these (CPU) tensors, chunk by chunk.
-    outputs = torch.empty((num_seq, seq_len, n_out), **cpu)
-    logits_all = torch.empty((num_seq, seq_len, n_out), **cpu)
-    hidden_all = torch.empty((num_seq, seq_len, n_hid), **cpu) if return_hidden else None
-    inputs_all = torch.empty((num_seq, seq_len, n_in), **cpu) if return_inputs else None
-    observations = torch.empty((num_seq, seq_len), dtype=torch.int64)
+    outputs = _empty_cpu((num_seq, seq_len, n_out), dtype)
+    logits_all = _empty_cpu((num_seq, seq_len, n_out), dtype)
+    hidden_all = _empty_cpu((num_seq, seq_len, n_hid), dtype) if return_hidden else None
+    inputs_all = _empty_cpu((num_seq, seq_len, n_in), dtype) if return_inputs else None
+    observations = _empty_cpu((num_seq, seq_len), torch.int64)
 
     def sample(start: int, n: int, logits, hidden, x, u) -> None:
         """Sample a chunk's outputs once its blocks are done; copy device results."""
@@ -756,13 +831,13 @@ def generate(
                 if not ring:
                     shape = (max(rows, _BLOCK_SEQ + 2 * quantum), seq_len, n_in)
                     count = runner.workers + 1
-                    ring.extend([torch.empty(shape, dtype=dtype), None] for _ in range(count))
+                    ring.extend([_empty_cpu(shape, dtype), None] for _ in range(count))
                 slot = ring[drawn % len(ring)]
                 drawn += 1
                 if slot[1] is not None:
                     slot[1].result()
                 if slot[0].shape[0] < rows:
-                    slot[0] = torch.empty((rows, seq_len, n_in), dtype=dtype)
+                    slot[0] = _empty_cpu((rows, seq_len, n_in), dtype)
                 return slot
 
             in_flight: list[list[Future]] = []
@@ -787,7 +862,10 @@ def generate(
                         count = 1 if inline or len(chunk_sizes) == 1 else 2
                         shape = (chunk, seq_len, n_in)
                         slots.extend(
-                            torch.empty(shape, dtype=dtype, device=device) for _ in range(count)
+                            _empty_cpu(shape, dtype)
+                            if on_cpu
+                            else torch.empty(shape, dtype=dtype, device=device)
+                            for _ in range(count)
                         )
                     if len(in_flight) >= len(slots):
                         _wait(in_flight[-len(slots)])  # that chunk's noise slot is reused now
@@ -803,7 +881,7 @@ def generate(
                         else:
                             xb = x[a:b]
                         _draw_normal(xb, generator)
-                        future = runner.submit(_project_block, w, xb, hidden[a:b])
+                        future = runner.submit(_project_block, w, xb, _state_view(hidden[a:b]))
                         if slot is not None:
                             slot[1] = future
                         projections.append(future)
