@@ -393,10 +393,14 @@ def test_generate_equals_forward_at_thread_split_sizes():
 
 
 def test_every_path_gives_training_logits_at_paper_size():
-    """Kept (strided) hidden states once rounded the readout differently at H = 150 (1 ulp)."""
+    """Kept (strided) hidden states once rounded the readout differently at H = 150 (1 ulp).
+
+    1100 sequences make several blocks, so that generate() also projects the noise ahead.
+    """
     torch.manual_seed(0)
     m = NoiseRNN(100, 150, output_size=3)
-    n, steps = 100, 3
+    n, steps = 1100, 3
+    assert len(model._blocks(n, model._quantum(steps * 100))) > 1
     g = gen(21)
     out, hidden, logits = m(torch.randn((n, steps, 100), generator=g), generator=g)
     with torch.no_grad():
@@ -409,6 +413,14 @@ def test_every_path_gives_training_logits_at_paper_size():
         assert torch.equal(res.logits, logits.detach())
         assert torch.equal(res.outputs, out.detach())
         assert res.hidden is None or torch.equal(res.hidden, hidden.detach())
+
+
+def test_large_buffers_are_writable_tensors_of_the_asked_type():
+    for dtype in (torch.float32, torch.float64, torch.int64, torch.bfloat16):
+        buf = model._empty_cpu((3, 2_000_000), dtype)  # 4 MB and more: numpy's huge pages
+        assert buf.shape == (3, 2_000_000) and buf.dtype == dtype and buf.is_contiguous()
+        buf[2, -1] = 7
+        assert buf[2, -1].item() == 7
 
 
 def test_blocks_partition():
