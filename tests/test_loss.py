@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hmmrnn.loss import SinkhornLoss, _compiled_softmin
+from hmmrnn.loss import KGramPenalty, SinkhornLoss, _compiled_softmin
 
 needs_compile = pytest.mark.skipif(
     _compiled_softmin() is None, reason="torch.compile does not work on this machine"
@@ -159,3 +159,92 @@ def test_estimator_settings_are_checked(kw, message):
 def test_halves_needs_two_points_per_cloud():
     with pytest.raises(ValueError, match="at least 2 points in each cloud.*1 and 4"):
         SinkhornLoss(estimator="halves")(torch.zeros((1, 6)), torch.zeros((4, 6)))
+
+
+# --------------------------------------------------------------------------- k-gram penalty
+
+
+def _straight_through(logits):
+    soft = torch.softmax(logits, -1)
+    hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
+    return hard + (soft - soft.detach())
+
+
+def _product_form_penalty(out, target, max_k, weight, smoothing):
+    """The penalty written with explicit products of one-hot entries (small sizes only)."""
+
+    def windows(y, k):
+        n, seq_len, outputs = y.shape
+        acc = y[:, : seq_len - k + 1]
+        for j in range(1, k):
+            nxt = y[:, j : seq_len - k + 1 + j].unsqueeze(2)
+            acc = (acc.unsqueeze(-1) * nxt).reshape(n, seq_len - k + 1, -1)
+        return acc
+
+    half, value = out.shape[0] // 2, 0.0
+    for k in range(1, max_k + 1):
+        for first in (None, 1):  # all windows, then the opening window alone
+            q = windows(target, k)[:, :first].mean((0, 1))
+            f = windows(out, k)[:, :first]
+            d1, d2 = f[:half].mean((0, 1)) - q, f[half : 2 * half].mean((0, 1)) - q
+            value = value + (d1 * d2 / (q + smoothing)).sum()
+    return weight * value
+
+
+def test_kgram_penalty_hand_computed():
+    # Target: always symbol 0, so q = (1, 0) over all windows and over the first;
+    # samples: always symbol 1, so f1 = f2 = (0, 1) in both terms.
+    target = F.one_hot(torch.zeros((3, 4), dtype=torch.long), 2).float()
+    out = F.one_hot(torch.ones((4, 4), dtype=torch.long), 2).float()
+    s = 0.01
+    got = KGramPenalty(target, max_k=1, weight=2.0, smoothing=s)(out)
+    torch.testing.assert_close(got, torch.tensor(2 * 2.0 * (1 / (1 + s) + 1 / s)))
+    # Only the opening symbol differs from the data: just the start term is non-zero.
+    out[:, 0] = F.one_hot(torch.zeros(4, dtype=torch.long), 2).float()
+    target[:, 0] = F.one_hot(torch.ones(3, dtype=torch.long), 2).float()
+    got = KGramPenalty(target, max_k=1, weight=1.0, smoothing=s)(out)
+    # All windows: q = (3/4, 1/4), f = (1/4, 3/4); the first window: q = (0, 1), f = (1, 0).
+    pooled = 0.25 / (0.75 + s) + 0.25 / (0.25 + s)
+    torch.testing.assert_close(got, torch.tensor(pooled + 1 / s + 1 / (1 + s)))
+
+
+def test_kgram_penalty_is_zero_when_both_halves_have_the_data_frequencies():
+    target = F.one_hot(torch.randint(0, 3, (6, 9), generator=torch.Generator().manual_seed(0)), 3)
+    target = target.float()
+    out = torch.cat([target, target]).requires_grad_()
+    value = KGramPenalty(target, max_k=4, weight=5.0)(out)
+    assert value.item() == 0.0
+    (grad,) = torch.autograd.grad(value, out)
+    assert torch.count_nonzero(grad) == 0
+
+
+@pytest.mark.parametrize("n", [10, 11])  # an odd last sequence is left out
+def test_kgram_penalty_equals_the_product_form_in_value_and_gradient(n):
+    g = torch.Generator().manual_seed(1)
+    target = F.one_hot(torch.randint(0, 3, (40, 7), generator=g), 3).float()
+    logits = torch.randn((n, 7, 3), generator=g, requires_grad=True)
+    got = KGramPenalty(target, max_k=4, weight=2.5, smoothing=1e-3)(_straight_through(logits))
+    (g_got,) = torch.autograd.grad(got, logits)
+    ref = _product_form_penalty(_straight_through(logits), target, 4, 2.5, 1e-3)
+    (g_ref,) = torch.autograd.grad(ref, logits)
+    torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(g_got, g_ref)
+    assert g_ref.abs().max() > 0.1
+
+
+def test_kgram_penalty_settings_are_checked():
+    target = torch.eye(3)[torch.zeros((4, 5), dtype=torch.long)]
+    with pytest.raises(ValueError, match=r"max_k must be an integer from 1 to .* 5 \(got 6\)"):
+        KGramPenalty(target, max_k=6)
+    with pytest.raises(ValueError, match="smoothing must be > 0"):
+        KGramPenalty(target, smoothing=0.0)
+    with pytest.raises(ValueError, match=r"weight must be .* \(got -1.0\)"):
+        KGramPenalty(target, weight=-1.0)
+    wide = torch.eye(40)[torch.zeros((2, 5), dtype=torch.long)]
+    with pytest.raises(ValueError, match="40 outputs gives 102400000 k-grams"):
+        KGramPenalty(wide, max_k=5)
+    pen = KGramPenalty(target, max_k=2)
+    with pytest.raises(ValueError, match=r"shape \(n, 5, 3\) like the target \(got \(4, 6, 3\)\)"):
+        pen(torch.eye(3)[torch.zeros((4, 6), dtype=torch.long)])
+    with pytest.raises(ValueError, match="at least 2 sequences"):
+        pen(target[:1])

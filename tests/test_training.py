@@ -386,3 +386,55 @@ def test_halves_rejects_a_minibatch_of_one_before_training():
     with pytest.raises(ValueError, match="256 train sequences in batches of 85 leave one alone"):
         trainer(m, estimator="halves", batch_size=85).fit(TRAIN, VAL)
     assert_same_state(m.state_dict(), before)
+
+
+def _kgram_distance(module, data, seed):
+    """Chi-square k-gram distance (k <= 3) of 2 x 512 samples from the module to ``data``."""
+    from hmmrnn.loss import KGramPenalty
+
+    obs = generate(module, 1024, T, generator=torch_generator(seed, "cpu")).observations
+    samples = torch.eye(OUT)[torch.from_numpy(obs).long()]
+    return KGramPenalty(torch.from_numpy(data), max_k=3)(samples).item()
+
+
+def test_kgram_penalty_is_added_to_the_loss_and_brings_kgrams_closer():
+    target = torch.from_numpy(TRAIN[:32])
+
+    def loss(**kw):
+        t = trainer(make_module(seed=4), criterion=MeanMatch(), **kw)
+        t._kgram = None
+        if kw.get("kgram_penalty"):
+            from hmmrnn.loss import KGramPenalty
+
+            t._kgram = KGramPenalty(torch.from_numpy(TRAIN), max_k=2, weight=3.0)
+        return t._batch_loss(t.make_criterion(), target, torch_generator(0, "cpu"))
+
+    m = make_module(seed=4)
+    g = torch_generator(0, "cpu")
+    out, _, _ = m(torch.randn((32, T, IN), generator=g), generator=g)
+    from hmmrnn.loss import KGramPenalty
+
+    expected = loss() + KGramPenalty(torch.from_numpy(TRAIN), max_k=2, weight=3.0)(out)
+    torch.testing.assert_close(loss(kgram_penalty=3.0, kgram_max_k=2), expected)
+
+    def fit(**kw):
+        m = make_module(seed=7)
+        t = trainer(m, criterion=MeanMatch(), epochs=6, learning_rate=3e-2, **kw)
+        t.fit(TRAIN, VAL)
+        return t, m
+
+    t, with_penalty = fit(kgram_penalty=1.0, kgram_max_k=3)
+    assert t.config()["kgram_penalty"] == 1.0 and t.config()["kgram_max_k"] == 3
+    _, without = fit()
+    assert _kgram_distance(with_penalty, TRAIN, 3) < 0.5 * _kgram_distance(without, TRAIN, 3)
+
+
+def test_kgram_settings_are_checked():
+    with pytest.raises(ValueError, match="kgram_penalty"):
+        trainer(kgram_penalty=-0.5)
+    with pytest.raises(ValueError, match="kgram_max_k"):
+        trainer(kgram_max_k=0)
+    with pytest.raises(ValueError, match=rf"kgram_max_k must be at most the sequence length {T}"):
+        trainer(kgram_penalty=1.0, kgram_max_k=T + 1).fit(TRAIN, VAL)
+    with pytest.raises(ValueError, match="kgram_penalty needs at least 2 sequences"):
+        trainer(kgram_penalty=1.0, batch_size=255).fit(TRAIN, VAL)

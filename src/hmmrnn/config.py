@@ -126,6 +126,8 @@ class TrainingConfig:
     activity_penalty: float = _spec(0.0, min=0.0)
     activity_limit: float = _spec(30.0, min=0.0, exclusive_min=True)
     keep_weights: str = _spec("best", choices=("best", "last"))
+    kgram_penalty: float = _spec(0.0, min=0.0)
+    kgram_max_k: int = _spec(4, min=1)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import torch
 
 from hmmrnn._utils import check_choice
 
-__all__ = ["ESTIMATORS", "SinkhornLoss", "check_estimator"]
+__all__ = ["ESTIMATORS", "KGramPenalty", "SinkhornLoss", "check_estimator"]
 
 logger = logging.getLogger("hmmrnn.loss")
 
@@ -45,6 +45,10 @@ def check_estimator(estimator: str, loss: str, debias: bool) -> str:
         )
     return estimator
 
+
+# A k-gram penalty keeps (outputs ** k) frequencies per k; beyond this many it would be
+# mostly empty cells and its memory would grow without bound.
+MAX_KGRAMS = 1 << 20
 
 # Below this many point pairs (N * M) the eager soft-min is already fast and compiling
 # (a few seconds once per process) would not pay for itself.
@@ -205,3 +209,137 @@ class SinkhornLoss:
             eps, rho, a, b, f_aa, g_bb, g_ab, f_ba, batch=True, debias=self.debias
         )
         return value[0]
+
+
+class KGramPenalty:
+    """Weighted chi-square distance between the k-gram frequencies of one-hot samples and data.
+
+    A training term to add to the Sinkhorn divergence. The divergence between minibatches
+    of whole sequences is dominated by when switches happen; how often a rare symbol repeats
+    or a run flickers (``0 2 0``) moves it little, so an RNN can match it and still miss the
+    HMM's output transition matrix and short-pattern statistics (HMMSmall: P(1 -> 1) 0.046
+    against 0.013). This term measures those directly: for k = 1..max_k, the frequencies
+    ``f`` of every k-gram over all sliding windows of a minibatch against the frequencies
+    ``q`` of the training data,
+
+    ``weight * sum_k sum_c (f1_c - q_c) (f2_c - q_c) / (q_c + smoothing)``,
+
+    with ``f1``, ``f2`` from the two halves of the minibatch (an odd last sequence is left
+    out), plus the same sum over the k-grams that open the sequences (the first window
+    alone): an RNN started from a random hidden state switches symbols more often in its
+    first steps than the HMM (Fully: 14 % of sequences between steps 0 and 1 against 8 %),
+    which pooled windows barely show. The halves make the estimate of the squared distance
+    unbiased: a product of one half's
+    error with itself would add the sampling variance, whose gradient rewards samples less
+    variable than the data. Dividing by ``q`` makes a relative error count alike for common
+    and rare k-grams; ``smoothing`` bounds the weight of k-grams the data never shows.
+
+    The samples must be one-hot in value (straight-through Gumbel-softmax samples). The
+    gradient is that of the product form ``f_c = mean prod_j y[t + j, c_j]`` at those
+    one-hot values, computed from the k-gram codes of the samples (memory O(n T O), not
+    O(n T O^k)).
+
+    Parameters
+    ----------
+    target : torch.Tensor, shape (num_seq, seq_len, outputs)
+        One-hot data sequences; their k-gram frequencies are the target.
+    max_k : int
+        Longest k-gram (1 <= max_k <= seq_len, ``outputs ** max_k`` at most ``MAX_KGRAMS``).
+    weight : float
+        Multiplies the whole term.
+    smoothing : float
+        Added to every target frequency in the weights (> 0).
+
+    Call with one-hot samples ``out`` of shape (n, seq_len, outputs), n >= 2, on the
+    target's device; returns a scalar tensor.
+    """
+
+    def __init__(
+        self, target: torch.Tensor, *, max_k: int = 4, weight: float = 1.0, smoothing=1e-3
+    ) -> None:
+        if target.dim() != 3 or 0 in target.shape:
+            raise ValueError(
+                f"target must be one-hot sequences (num_seq, seq_len, outputs) "
+                f"(got shape {tuple(target.shape)})"
+            )
+        _, seq_len, outputs = target.shape
+        if isinstance(max_k, bool) or not isinstance(max_k, int) or not 1 <= max_k <= seq_len:
+            raise ValueError(
+                f"max_k must be an integer from 1 to the sequence length {seq_len} (got {max_k!r})"
+            )
+        if outputs**max_k > MAX_KGRAMS:
+            raise ValueError(
+                f"max_k = {max_k} with {outputs} outputs gives {outputs**max_k} k-grams "
+                f"(at most {MAX_KGRAMS}); lower max_k"
+            )
+        for name, value in (("weight", weight), ("smoothing", smoothing)):
+            if not (isinstance(value, (int, float)) and value >= 0 and value < float("inf")):
+                raise ValueError(f"{name} must be a finite number >= 0 (got {value!r})")
+        if smoothing == 0:
+            raise ValueError("smoothing must be > 0 (got 0)")
+        self.max_k, self.weight, self.smoothing = max_k, float(weight), float(smoothing)
+        self.seq_len, self.outputs = seq_len, outputs
+        symbols = target.argmax(-1)
+        self.targets, self.starts = [], []
+        for k in range(1, max_k + 1):
+            codes = self._codes(symbols, k)
+            for windows, into in ((codes, self.targets), (codes[:, :1], self.starts)):
+                freq = torch.bincount(windows.reshape(-1), minlength=outputs**k) / windows.numel()
+                into.append(freq.to(target.dtype))
+
+    def _codes(self, idx: torch.Tensor, k: int) -> torch.Tensor:
+        """(n, T) symbols -> (n, T - k + 1) codes of the k-grams starting at each step."""
+        width = idx.shape[1] - k + 1
+        codes = idx[:, :width].clone()
+        for j in range(1, k):
+            codes.mul_(self.outputs).add_(idx[:, j : j + width])
+        return codes
+
+    def _term(self, codes, q, idx, k, which, grad) -> torch.Tensor:
+        """One chi-square term over the windows ``codes`` (n, W); adds its gradient to grad."""
+        half, width = idx.shape[0] // 2, codes.shape[1]
+        count = half * width
+        f1 = torch.bincount(codes[:half].reshape(-1), minlength=q.numel()) / count
+        f2 = torch.bincount(codes[half : 2 * half].reshape(-1), minlength=q.numel()) / count
+        w = 1.0 / (q + self.smoothing)
+        d1, d2 = f1.to(q.dtype) - q, f2.to(q.dtype) - q
+        # d value / d f1 = w d2, and d f1 / d (one window's indicator) = 1 / count.
+        table = torch.stack([w * d2, w * d1, torch.zeros_like(w)]) / count
+        steps = torch.arange(self.outputs, device=idx.device)
+        for j in range(k):
+            place = self.outputs ** (k - 1 - j)
+            # The cells reached by changing the symbol at position j of each window.
+            base = codes - idx[:, j : j + width] * place
+            cells = base.unsqueeze(-1) + steps * place
+            grad[:, j : j + width] += table[which[:, None, None], cells]
+        return (w * d1 * d2).sum()
+
+    def __call__(self, out: torch.Tensor) -> torch.Tensor:
+        if out.dim() != 3 or tuple(out.shape[1:]) != (self.seq_len, self.outputs):
+            raise ValueError(
+                f"out must have shape (n, {self.seq_len}, {self.outputs}) like the target "
+                f"(got {tuple(out.shape)})"
+            )
+        n, seq_len, outputs = out.shape
+        half = n // 2
+        if half == 0:
+            raise ValueError(f"the k-gram penalty needs at least 2 sequences (got {n})")
+        idx = out.detach().argmax(-1)
+        # Rows of the first half read the gradient table of half 1, the second half that of
+        # half 2; an odd last row reads an all-zero table.
+        which = torch.full((n,), 2, dtype=torch.long, device=out.device)
+        which[:half], which[half : 2 * half] = 0, 1
+        value = out.new_zeros(())
+        grad = torch.zeros_like(out)
+        for k in range(1, self.max_k + 1):
+            codes = self._codes(idx, k)
+            # All windows, then the first window alone (the start of the sequences).
+            for windows, q in ((codes, self.targets[k - 1]), (codes[:, :1], self.starts[k - 1])):
+                value = value + self._term(
+                    windows, q.to(out.device, out.dtype), idx, k, which, grad
+                )
+        value, grad = self.weight * value, self.weight * grad
+        # Forward: the penalty's value; backward: ``grad`` into ``out`` (and through the
+        # straight-through samples into the logits).
+        linear = (out * grad).sum()
+        return value + linear - linear.detach()

@@ -102,6 +102,8 @@ def trainer_kwargs(training: TrainingConfig) -> dict[str, Any]:
         "activity_penalty": training.activity_penalty,
         "activity_limit": training.activity_limit,
         "keep_weights": training.keep_weights,
+        "kgram_penalty": training.kgram_penalty,
+        "kgram_max_k": training.kgram_max_k,
     }
 
 
