@@ -229,10 +229,10 @@ class KGramPenalty:
     alone): an RNN started from a random hidden state switches symbols more often in its
     first steps than the HMM (Fully: 14 % of sequences between steps 0 and 1 against 8 %),
     which pooled windows barely show. The halves make the estimate of the squared distance
-    unbiased: a product of one half's
-    error with itself would add the sampling variance, whose gradient rewards samples less
-    variable than the data. Dividing by ``q`` makes a relative error count alike for common
-    and rare k-grams; ``smoothing`` bounds the weight of k-grams the data never shows.
+    unbiased: a product of one half's error with itself would add the sampling variance,
+    whose gradient rewards samples less variable than the data. Dividing by ``q`` makes a
+    relative error count alike for common and rare k-grams; ``smoothing`` bounds the weight
+    of k-grams the data never shows.
 
     The samples must be one-hot in value (straight-through Gumbel-softmax samples). The
     gradient is that of the product form ``f_c = mean prod_j y[t + j, c_j]`` at those

@@ -443,16 +443,17 @@ class Trainer:
                         f"{size} {name} sequences in batches of {self.batch_size} leave one "
                         f"alone; change batch_size"
                     )
-        self._kgram = None
-        if self.kgram_penalty:
-            if self.kgram_max_k > train_t.shape[1]:
-                raise ValueError(
-                    f"kgram_max_k must be at most the sequence length {train_t.shape[1]} "
-                    f"(got {self.kgram_max_k})"
-                )
-            self._kgram = KGramPenalty(train_t, max_k=self.kgram_max_k, weight=self.kgram_penalty)
+        if self.kgram_penalty and self.kgram_max_k > train_t.shape[1]:
+            raise ValueError(
+                f"kgram_max_k must be at most the sequence length {train_t.shape[1]} "
+                f"(got {self.kgram_max_k})"
+            )
         fingerprint = _fingerprint(train_t, val_t)
         train_t, val_t = train_t.to(self.device), val_t.to(self.device)
+        # Built from the data on the training device, so its targets need no copy per step.
+        self._kgram = None
+        if self.kgram_penalty:
+            self._kgram = KGramPenalty(train_t, max_k=self.kgram_max_k, weight=self.kgram_penalty)
         m.to(self.device)
         gen = torch_generator(self.seed, self.device)
         optimizer = torch.optim.Adam(
