@@ -47,6 +47,28 @@ def test_identical_clouds_have_zero_divergence():
     assert abs(value.item()) < 1e-4
 
 
+@pytest.mark.parametrize("n", [8, 300])
+@pytest.mark.parametrize("estimator", ["batch", "halves"])
+def test_clouds_of_one_point_have_zero_divergence_and_gradient(n, estimator):
+    # geomloss's epsilon schedule needs a positive diameter; a model collapsed onto one
+    # sequence, or data of a deterministic chain, must not crash training.
+    x = torch.zeros(n, 6)
+    x[:, ::2] = 1.0
+    x.requires_grad_(True)
+    value = SinkhornLoss(estimator=estimator)(x, x.detach().clone())
+    value.backward()
+    assert value.item() == 0.0
+    assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_one_point_moved_is_not_treated_as_one_point():
+    y = torch.zeros(20, 6)
+    y[:, ::2] = 1.0
+    x = y.clone()
+    x[0] = 1.0 - x[0]
+    assert SinkhornLoss()(x, y).item() > 0.1
+
+
 @needs_compile
 def test_fused_is_deterministic():
     logits, y = _clouds(300, 300, seed=3)

@@ -56,6 +56,12 @@ _FUSED_MIN_PAIRS = 256 * 256
 _COMPILED: dict[str, Any] = {}
 
 
+def _one_point(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether every point of both clouds (N, D), (M, D) is the same point."""
+    first = x[:1]
+    return bool((x == first).all() and (y == first).all())
+
+
 def _softmin(eps: torch.Tensor, cost: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     # cost (B, N, M), h (B, M) -> (B, N); written as geomloss writes it so that the compiler
     # fuses exactly the same arithmetic.
@@ -156,6 +162,11 @@ class SinkhornLoss:
                 f"x and y must have shapes (N, D) and (M, D) (got {tuple(x.shape)} and "
                 f"{tuple(y.shape)})"
             )
+        if _one_point(x, y):
+            # geomloss derives its epsilon schedule from the clouds' diameter and fails on 0.
+            # Transport between copies of one point costs nothing, debiased or not, and every
+            # cost gradient (x_i - y_j) vanishes: an exact zero that keeps the graph.
+            return (x.sum() + y.sum()) * 0
         if self._transport_cost is not None:
             return self._halves(x, y)
         if not self.uses_fused_kernel(x, y):
