@@ -14,7 +14,8 @@ with the wall time of training on this machine (and the load average, since the 
 be shared), each gap with its standard error, and a control: the same test with a third,
 independent HMM set in place of the RNN (a perfect emulator, so pure sampling noise).
 ``--write-readme`` puts the table between ``<!-- fidelity:start -->`` and
-``<!-- fidelity:end -->`` in README.md.
+``<!-- fidelity:end -->`` in README.md, replacing the rows of the experiments run and keeping
+the others (so one preset can be rerun alone).
 
     python benchmarks/fidelity.py --presets HMMSmall HMMMedium --threads 2
     python benchmarks/fidelity.py --presets HMMMedium --seeds 0 1 2   # run-to-run variation
@@ -174,16 +175,49 @@ def table(rows: list[dict], threads: int = 2) -> str:
     return "\n".join(lines)
 
 
+def _row_name(line: str) -> str | None:
+    """The experiment named by a table row, None for the header, rule or other text."""
+    cells = line.split("|")
+    if len(cells) < 3 or not line.startswith("|") or set(cells[1].strip()) <= {"-"}:
+        return None
+    name = cells[1].strip()
+    return None if name == "experiment" else name
+
+
+def merge_tables(old: str, new: str) -> str:
+    """``new``'s header and rows, plus the rows of ``old`` for experiments ``new`` lacks.
+
+    Rerunning one preset then updates its row and keeps the others; an old row keeps its
+    place, a new experiment goes at the end. When the headers differ (other columns) the old
+    rows cannot be kept and ``new`` is returned as it is.
+    """
+    old_lines, new_lines = old.strip().splitlines(), new.strip().splitlines()
+    if not old_lines or old_lines[0] != new_lines[0]:
+        return new.strip()
+    fresh = {_row_name(line): line for line in new_lines[2:]}
+    rows = []
+    for line in old_lines[2:]:
+        name = _row_name(line)
+        if name is not None:
+            rows.append(fresh.pop(name, line))
+    return "\n".join(new_lines[:2] + rows + list(fresh.values()))
+
+
 def write_readme(text: str, path: Path) -> bool:
-    """Replace the text between the fidelity markers; False (and no change) if absent."""
+    """Merge ``text`` into the table between the fidelity markers (see :func:`merge_tables`).
+
+    False (and no change) if the markers are absent.
+    """
     readme = path.read_text()
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-    if not pattern.search(readme):
+    pattern = re.compile(re.escape(START) + r"\n?(.*?)\n?" + re.escape(END), re.DOTALL)
+    found = pattern.search(readme)
+    if not found:
         return False
     from hmmrnn._utils import atomic_path
 
+    merged = merge_tables(found.group(1), text)
     with atomic_path(path) as tmp:
-        tmp.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", readme))
+        tmp.write_text(pattern.sub(lambda _: f"{START}\n{merged}\n{END}", readme))
     return True
 
 
@@ -194,7 +228,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--device", default="cpu", help="where to train: cpu (default) or cuda")
     parser.add_argument("--json", type=Path, help="also write every summary to this JSON file")
-    parser.add_argument("--write-readme", action="store_true", help="update README.md's table")
+    parser.add_argument(
+        "--write-readme",
+        action="store_true",
+        help="update README.md's table: the rows of these experiments, the others kept",
+    )
     parser.add_argument(
         "--no-control", action="store_true", help="skip the exact-HMM control (one test less)"
     )

@@ -338,3 +338,23 @@ def test_fidelity_benchmark_seeds_give_one_row_each(tmp_path):
     assert g["euclidean_gap"] == h["euclidean_gap"]
     with pytest.raises(SystemExit):
         fidelity.main([*args, str(tmp_path / "x.json"), "--seeds", "-1"])
+
+
+def test_fidelity_readme_table_keeps_the_rows_of_experiments_not_rerun(tmp_path):
+    import fidelity
+
+    head = "| experiment | a | b |\n|---|---|---|"
+    old = f"{head}\n| One | 1 | 1 |\n| Two | 2 | 2 |\n| Three | 3 | 3 |"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{fidelity.START}\n{old}\n{fidelity.END}\noutro\n")
+    assert fidelity.write_readme(f"{head}\n| Two | 20 | 20 |\n| Four | 4 | 4 |", readme)
+    table = f"{head}\n| One | 1 | 1 |\n| Two | 20 | 20 |\n| Three | 3 | 3 |\n| Four | 4 | 4 |"
+    assert readme.read_text() == f"intro\n{fidelity.START}\n{table}\n{fidelity.END}\noutro\n"
+    # Other columns: the old rows cannot be merged, the new table replaces them.
+    other = "| experiment | c |\n|---|---|\n| Two | x |"
+    assert fidelity.write_readme(other, readme)
+    assert readme.read_text() == f"intro\n{fidelity.START}\n{other}\n{fidelity.END}\noutro\n"
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not fidelity.write_readme(other, plain)
+    assert plain.read_text() == "no markers\n"
