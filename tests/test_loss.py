@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hmmrnn.loss import KGramPenalty, SinkhornLoss, _compiled_softmin
+from hmmrnn.loss import KGramPenalty, SinkhornLoss, _compiled_softmin, switch_pair_rates
 
 needs_compile = pytest.mark.skipif(
     _compiled_softmin() is None, reason="torch.compile does not work on this machine"
@@ -254,6 +254,45 @@ def test_kgram_penalty_equals_the_product_form_in_value_and_gradient(n):
     assert g_ref.abs().max() > 0.1
 
 
+def test_switch_pair_rates_count_switches_at_each_lag():
+    # 0 0 1 1 0 2: switches between steps 1-2, 3-4, 4-5 (t = 1, 3, 4 of 5 step pairs).
+    y = F.one_hot(torch.tensor([[0, 0, 1, 1, 0, 2], [1, 1, 1, 1, 1, 1]]), 3).float()
+    rates = switch_pair_rates(y, 4)
+    # lag 1: (3, 4) of 4 pairs; lag 2: (1, 3) of 3; lag 3: (1, 4) of 2; lag 4: none of 1.
+    expected = torch.tensor([[1 / 4, 1 / 3, 1 / 2, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    torch.testing.assert_close(rates, expected)
+
+
+def test_switch_lags_add_the_chi_square_of_switch_pair_rates():
+    # Data never switch (q = 0 at every lag); samples switch at every step (rate 1 in both
+    # halves), so each lag adds weight * 1 * 1 / (0 + smoothing).
+    target = F.one_hot(torch.zeros((3, 8), dtype=torch.long), 2).float()
+    out = F.one_hot(torch.arange(8).remainder(2).expand(4, 8), 2).float()
+    s = 0.01
+    without = KGramPenalty(target, max_k=2, weight=2.0, smoothing=s)(out)
+    with_lags = KGramPenalty(target, max_k=2, weight=2.0, smoothing=s, switch_lags=3)(out)
+    torch.testing.assert_close(with_lags - without, torch.tensor(2.0 * 3 / s))
+
+
+def test_kgram_penalty_gradient_gives_the_change_of_a_one_symbol_flip():
+    # Every term is affine in one step's one-hot vector (each product holds a step at most
+    # once), so gradient differences are exactly the value changes of flipping that symbol.
+    g = torch.Generator().manual_seed(4)
+    target = F.one_hot(torch.randint(0, 3, (30, 9), generator=g), 3).double()
+    x = torch.randint(0, 3, (10, 9), generator=g)
+    pen = KGramPenalty(target, max_k=3, weight=1.5, switch_lags=4)
+    out = F.one_hot(x, 3).double().requires_grad_()
+    value = pen(out)
+    (grad,) = torch.autograd.grad(value, out)
+    for i, t, o in [(0, 0, 1), (3, 4, 2), (7, 8, 0), (9, 5, 1), (5, 1, 2)]:
+        if x[i, t] == o:
+            o = (o + 1) % 3
+        flipped = x.clone()
+        flipped[i, t] = o
+        change = pen(F.one_hot(flipped, 3).double()) - value.detach()
+        torch.testing.assert_close(change, grad[i, t, o] - grad[i, t, x[i, t]])
+
+
 def test_kgram_penalty_settings_are_checked():
     target = torch.eye(3)[torch.zeros((4, 5), dtype=torch.long)]
     with pytest.raises(ValueError, match=r"max_k must be an integer from 1 to .* 5 \(got 6\)"):
@@ -270,3 +309,9 @@ def test_kgram_penalty_settings_are_checked():
         pen(torch.eye(3)[torch.zeros((4, 6), dtype=torch.long)])
     with pytest.raises(ValueError, match="at least 2 sequences"):
         pen(target[:1])
+    with pytest.raises(
+        ValueError, match=r"switch_lags must be an integer from 0 .* \(3\) \(got 4\)"
+    ):
+        KGramPenalty(target, switch_lags=4)
+    with pytest.raises(ValueError, match=r"switch_lags .* \(got True\)"):
+        KGramPenalty(target, switch_lags=True)

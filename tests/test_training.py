@@ -438,3 +438,32 @@ def test_kgram_settings_are_checked():
         trainer(kgram_penalty=1.0, kgram_max_k=T + 1).fit(TRAIN, VAL)
     with pytest.raises(ValueError, match="kgram_penalty needs at least 2 sequences"):
         trainer(kgram_penalty=1.0, batch_size=255).fit(TRAIN, VAL)
+    with pytest.raises(ValueError, match=r"kgram_switch_lags must be an integer >= 0 \(got -1\)"):
+        trainer(kgram_penalty=1.0, kgram_switch_lags=-1)
+    with pytest.raises(ValueError, match=r"kgram_switch_lags = 2 needs kgram_penalty > 0"):
+        trainer(kgram_switch_lags=2)
+    with pytest.raises(ValueError, match=rf"at most the sequence length minus 2 \({T - 2}\)"):
+        trainer(kgram_penalty=1.0, kgram_switch_lags=T - 1).fit(TRAIN, VAL)
+
+
+def _switch_pair_distance(module, data, lags, seed):
+    from hmmrnn.loss import switch_pair_rates
+
+    obs = generate(module, 1024, T, generator=torch_generator(seed, "cpu")).observations
+    samples = torch.eye(OUT)[torch.from_numpy(obs).long()]
+    q = switch_pair_rates(torch.from_numpy(data), lags).mean(0)
+    return float(((switch_pair_rates(samples, lags).mean(0) - q) ** 2 / (q + 1e-3)).sum())
+
+
+def test_kgram_switch_lags_reach_the_penalty_and_bring_switch_pairs_closer():
+    def fit(**kw):
+        m = make_module(seed=7)
+        t = trainer(m, criterion=MeanMatch(), epochs=6, learning_rate=3e-2, **kw)
+        t.fit(TRAIN, VAL)
+        return t, m
+
+    t, with_lags = fit(kgram_penalty=1.0, kgram_max_k=1, kgram_switch_lags=3)
+    assert t._kgram.switch_lags == 3 and t.config()["kgram_switch_lags"] == 3
+    _, without = fit(kgram_penalty=1.0, kgram_max_k=1)
+    got = _switch_pair_distance(with_lags, TRAIN, 3, 3)
+    assert got < 0.5 * _switch_pair_distance(without, TRAIN, 3, 3)

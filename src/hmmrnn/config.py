@@ -128,6 +128,7 @@ class TrainingConfig:
     keep_weights: str = _spec("best", choices=("best", "last"))
     kgram_penalty: float = _spec(0.0, min=0.0)
     kgram_max_k: int = _spec(4, min=1)
+    kgram_switch_lags: int = _spec(0, min=0)
 
 
 @dataclass(frozen=True)

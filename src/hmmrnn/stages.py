@@ -104,6 +104,7 @@ def trainer_kwargs(training: TrainingConfig) -> dict[str, Any]:
         "keep_weights": training.keep_weights,
         "kgram_penalty": training.kgram_penalty,
         "kgram_max_k": training.kgram_max_k,
+        "kgram_switch_lags": training.kgram_switch_lags,
     }
 
 

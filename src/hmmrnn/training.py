@@ -212,6 +212,10 @@ class Trainer:
         this term does. 0 disables it (the paper's objective).
     kgram_max_k : int
         Longest k-gram of the penalty (at most the sequence length).
+    kgram_switch_lags : int
+        The penalty also compares the rates of switch pairs at lags 1..this with the data's
+        (see :class:`hmmrnn.loss.KGramPenalty`); 0 (default) does not. Needs
+        ``kgram_penalty > 0``; at most the sequence length minus 2.
     """
 
     def __init__(
@@ -251,6 +255,7 @@ class Trainer:
         keep_weights: str = "best",
         kgram_penalty: float = 0.0,
         kgram_max_k: int = 4,
+        kgram_switch_lags: int = 0,
     ) -> None:
         if not isinstance(module, NoiseRNN):
             raise ValueError(f"module must be a NoiseRNN (got {type(module).__name__})")
@@ -318,6 +323,15 @@ class Trainer:
         self.keep_weights = check_choice("keep_weights", keep_weights, KEEP_WEIGHTS)
         self.kgram_penalty = _nonnegative_float("kgram_penalty", kgram_penalty)
         self.kgram_max_k = _check_positive_int("kgram_max_k", kgram_max_k)
+        lags = kgram_switch_lags
+        if isinstance(lags, bool) or not isinstance(lags, int) or lags < 0:
+            raise ValueError(f"kgram_switch_lags must be an integer >= 0 (got {lags!r})")
+        if kgram_switch_lags and not self.kgram_penalty:
+            raise ValueError(
+                f"kgram_switch_lags = {kgram_switch_lags} needs kgram_penalty > 0 (its weight; "
+                f"got {self.kgram_penalty})"
+            )
+        self.kgram_switch_lags = kgram_switch_lags
         self._kgram: KGramPenalty | None = None  # built from the training data by fit()
 
     # ------------------------------------------------------------------ configuration
@@ -356,6 +370,7 @@ class Trainer:
             "keep_weights": self.keep_weights,
             "kgram_penalty": self.kgram_penalty,
             "kgram_max_k": self.kgram_max_k,
+            "kgram_switch_lags": self.kgram_switch_lags,
         }
 
     def learning_rate_at(self, step: int, total_steps: int) -> float:
@@ -448,12 +463,22 @@ class Trainer:
                 f"kgram_max_k must be at most the sequence length {train_t.shape[1]} "
                 f"(got {self.kgram_max_k})"
             )
+        if self.kgram_switch_lags > train_t.shape[1] - 2:
+            raise ValueError(
+                f"kgram_switch_lags must be at most the sequence length minus 2 "
+                f"({train_t.shape[1] - 2}) (got {self.kgram_switch_lags})"
+            )
         fingerprint = _fingerprint(train_t, val_t)
         train_t, val_t = train_t.to(self.device), val_t.to(self.device)
         # Built from the data on the training device, so its targets need no copy per step.
         self._kgram = None
         if self.kgram_penalty:
-            self._kgram = KGramPenalty(train_t, max_k=self.kgram_max_k, weight=self.kgram_penalty)
+            self._kgram = KGramPenalty(
+                train_t,
+                max_k=self.kgram_max_k,
+                weight=self.kgram_penalty,
+                switch_lags=self.kgram_switch_lags,
+            )
         m.to(self.device)
         gen = torch_generator(self.seed, self.device)
         optimizer = torch.optim.Adam(
