@@ -162,6 +162,11 @@ class SinkhornLoss:
                 f"x and y must have shapes (N, D) and (M, D) (got {tuple(x.shape)} and "
                 f"{tuple(y.shape)})"
             )
+        if self._transport_cost is not None and (x.shape[0] < 2 or y.shape[0] < 2):
+            raise ValueError(
+                f"estimator 'halves' needs at least 2 points in each cloud (got "
+                f"{x.shape[0]} and {y.shape[0]})"
+            )
         if _one_point(x, y):
             # geomloss derives its epsilon schedule from the clouds' diameter and fails on 0.
             # Transport between copies of one point costs nothing, debiased or not, and every
@@ -174,12 +179,7 @@ class SinkhornLoss:
         return self._fused(x, y)
 
     def _halves(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        n, m = x.shape[0] // 2, y.shape[0] // 2
-        if n == 0 or m == 0:
-            raise ValueError(
-                f"estimator 'halves' needs at least 2 points in each cloud (got "
-                f"{x.shape[0]} and {y.shape[0]})"
-            )
+        n, m = x.shape[0] // 2, y.shape[0] // 2  # at least 1 each (checked by __call__)
         ot = self._transport_cost
         x1, x2, y1, y2 = x[:n], x[n : 2 * n], y[:m], y[m : 2 * m]
         cross = (ot(x1, y1) + ot(x1, y2) + ot(x2, y1) + ot(x2, y2)) / 4
