@@ -326,12 +326,12 @@ class Trainer:
         lags = kgram_switch_lags
         if isinstance(lags, bool) or not isinstance(lags, int) or lags < 0:
             raise ValueError(f"kgram_switch_lags must be an integer >= 0 (got {lags!r})")
-        if kgram_switch_lags and not self.kgram_penalty:
+        if lags and not self.kgram_penalty:
             raise ValueError(
-                f"kgram_switch_lags = {kgram_switch_lags} needs kgram_penalty > 0 (its weight; "
+                f"kgram_switch_lags = {lags} needs kgram_penalty > 0 (its weight; "
                 f"got {self.kgram_penalty})"
             )
-        self.kgram_switch_lags = kgram_switch_lags
+        self.kgram_switch_lags = lags
         self._kgram: KGramPenalty | None = None  # built from the training data by fit()
 
     # ------------------------------------------------------------------ configuration
