@@ -293,6 +293,42 @@ def test_kgram_penalty_gradient_gives_the_change_of_a_one_symbol_flip():
         torch.testing.assert_close(change, grad[i, t, o] - grad[i, t, x[i, t]])
 
 
+def test_expected_kgram_penalty_is_the_mean_of_the_sampled_one_over_every_outcome():
+    # Two sequences of 3 steps with independent per-step probabilities: the 64 outcomes,
+    # weighted by their probabilities, average the penalty of one-hot samples to exactly the
+    # penalty of the probabilities (every term is multilinear over distinct steps and the
+    # halves are independent), in value and in gradient.
+    import itertools
+
+    g = torch.Generator().manual_seed(5)
+    target = F.one_hot(torch.randint(0, 2, (20, 3), generator=g), 2).double()
+    pen = KGramPenalty(target, max_k=3, weight=1.7, smoothing=0.01, switch_lags=1)
+    logits = torch.randn((2, 3, 2), generator=g, dtype=torch.float64, requires_grad=True)
+    p = torch.softmax(logits, -1)
+    mean = torch.zeros((), dtype=torch.float64)
+    for outcome in itertools.product([0, 1], repeat=6):
+        y = F.one_hot(torch.tensor(outcome).reshape(2, 3), 2).double()
+        mean = mean + (p * y).sum(-1).prod() * pen(y)
+    got = pen(p, probabilities=True)
+    torch.testing.assert_close(got, mean)
+    (g_got,) = torch.autograd.grad(got, logits, retain_graph=True)
+    (g_mean,) = torch.autograd.grad(mean, logits)
+    torch.testing.assert_close(g_got, g_mean)
+    assert g_mean.abs().max() > 1e-2
+
+
+def test_expected_kgram_penalty_at_one_hot_values_is_the_sampled_one():
+    g = torch.Generator().manual_seed(6)
+    target = F.one_hot(torch.randint(0, 3, (40, 8), generator=g), 3).double()
+    pen = KGramPenalty(target, max_k=4, weight=2.0, switch_lags=5)
+    y = F.one_hot(torch.randint(0, 3, (11, 8), generator=g), 3).double().requires_grad_()
+    sampled, expected = pen(y), pen(y, probabilities=True)
+    torch.testing.assert_close(expected, sampled)
+    (g_sampled,) = torch.autograd.grad(sampled, y)
+    (g_expected,) = torch.autograd.grad(expected, y)
+    torch.testing.assert_close(g_expected, g_sampled)
+
+
 def test_kgram_penalty_settings_are_checked():
     target = torch.eye(3)[torch.zeros((4, 5), dtype=torch.long)]
     with pytest.raises(ValueError, match=r"max_k must be an integer from 1 to .* 5 \(got 6\)"):

@@ -429,7 +429,7 @@ def test_kgram_penalty_is_added_to_the_loss_and_brings_kgrams_closer():
     assert _kgram_distance(with_penalty, TRAIN, 3) < 0.5 * _kgram_distance(without, TRAIN, 3)
 
 
-def test_kgram_settings_are_checked():
+def test_kgram_settings_are_checked(monkeypatch):
     with pytest.raises(ValueError, match="kgram_penalty"):
         trainer(kgram_penalty=-0.5)
     with pytest.raises(ValueError, match="kgram_max_k"):
@@ -444,6 +444,17 @@ def test_kgram_settings_are_checked():
         trainer(kgram_switch_lags=2)
     with pytest.raises(ValueError, match=rf"at most the sequence length minus 2 \({T - 2}\)"):
         trainer(kgram_penalty=1.0, kgram_switch_lags=T - 1).fit(TRAIN, VAL)
+    with pytest.raises(ValueError, match=r"kgram_expected must be True or False \(got 1\)"):
+        trainer(kgram_penalty=1.0, kgram_expected=1)
+    with pytest.raises(ValueError, match=r"kgram_expected = True needs kgram_penalty > 0"):
+        trainer(kgram_expected=True)
+    m = make_module(seed=7)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    monkeypatch.setattr("hmmrnn.training.MAX_EXPECTED_KGRAM_VALUES", 64 * OUT**T - 1)
+    huge = trainer(m, kgram_penalty=1.0, kgram_expected=True, kgram_max_k=T)
+    with pytest.raises(ValueError, match=rf"outputs \*\* kgram_max_k = {64 * OUT**T} values"):
+        huge.fit(TRAIN, VAL)
+    assert_same_state(m.state_dict(), before)
 
 
 def _switch_pair_distance(module, data, lags, seed):
@@ -467,3 +478,28 @@ def test_kgram_switch_lags_reach_the_penalty_and_bring_switch_pairs_closer():
     _, without = fit(kgram_penalty=1.0, kgram_max_k=1)
     got = _switch_pair_distance(with_lags, TRAIN, 3, 3)
     assert got < 0.5 * _switch_pair_distance(without, TRAIN, 3, 3)
+
+
+def test_kgram_expected_uses_the_output_probabilities_and_brings_kgrams_closer():
+    from hmmrnn.loss import KGramPenalty
+
+    target = torch.from_numpy(TRAIN[:32])
+    t = trainer(make_module(seed=4), criterion=MeanMatch(), kgram_penalty=3.0, kgram_expected=True)
+    t._kgram = KGramPenalty(torch.from_numpy(TRAIN), max_k=2, weight=3.0)
+    got = t._batch_loss(t.make_criterion(), target, torch_generator(0, "cpu"))
+    m = make_module(seed=4)
+    g = torch_generator(0, "cpu")
+    out, _, logits = m(torch.randn((32, T, IN), generator=g), generator=g)
+    base = MeanMatch()(out.reshape(32, -1), target.reshape(32, -1))
+    expected = base + t._kgram(torch.softmax(logits, -1), probabilities=True)
+    torch.testing.assert_close(got, expected)
+    assert t.config()["kgram_expected"] is True
+
+    def fit(**kw):
+        m = make_module(seed=7)
+        trainer(m, criterion=MeanMatch(), epochs=6, learning_rate=3e-2, **kw).fit(TRAIN, VAL)
+        return m
+
+    with_penalty = fit(kgram_penalty=1.0, kgram_max_k=3, kgram_expected=True)
+    without = fit()
+    assert _kgram_distance(with_penalty, TRAIN, 3) < 0.5 * _kgram_distance(without, TRAIN, 3)

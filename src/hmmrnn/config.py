@@ -129,6 +129,7 @@ class TrainingConfig:
     kgram_penalty: float = _spec(0.0, min=0.0)
     kgram_max_k: int = _spec(4, min=1)
     kgram_switch_lags: int = _spec(0, min=0)
+    kgram_expected: bool = _spec(False)
 
 
 @dataclass(frozen=True)

@@ -260,6 +260,15 @@ class KGramPenalty:
     ``f_c = mean prod_j y[t + j, c_j]`` at those one-hot values, computed from the k-gram
     codes of the samples (memory O(n T O), not O(n T O^k)).
 
+    With ``probabilities=True`` the call takes instead each sequence's per-step output
+    probabilities ``p`` and evaluates the same product forms at them (memory O(n T O^k)).
+    When the outputs are independent across steps given the sequence's noise, as in
+    :class:`hmmrnn.model.NoiseRNN` (its outputs do not feed back), every product form is
+    multilinear over distinct steps, so these are the exact expected frequencies and rates
+    of the samples given the noise: the same penalty in expectation, without the sampling
+    noise of the symbols, and with the exact gradient in the logits rather than the
+    straight-through one (which is nearly zero for a symbol given probability 0.01).
+
     Parameters
     ----------
     target : torch.Tensor, shape (num_seq, seq_len, outputs)
@@ -274,7 +283,8 @@ class KGramPenalty:
         Largest lag of the switch-pair rates (0: none; at most ``seq_len - 2``).
 
     Call with one-hot samples ``out`` of shape (n, seq_len, outputs), n >= 2, on the
-    target's device; returns a scalar tensor.
+    target's device (or per-step probabilities with ``probabilities=True``); returns a scalar
+    tensor.
     """
 
     def __init__(
@@ -354,7 +364,7 @@ class KGramPenalty:
             grad[:, j : j + width] += table[which[:, None, None], cells]
         return (w * d1 * d2).sum()
 
-    def __call__(self, out: torch.Tensor) -> torch.Tensor:
+    def __call__(self, out: torch.Tensor, *, probabilities: bool = False) -> torch.Tensor:
         if out.dim() != 3 or tuple(out.shape[1:]) != (self.seq_len, self.outputs):
             raise ValueError(
                 f"out must have shape (n, {self.seq_len}, {self.outputs}) like the target "
@@ -364,6 +374,8 @@ class KGramPenalty:
         half = n // 2
         if half == 0:
             raise ValueError(f"the k-gram penalty needs at least 2 sequences (got {n})")
+        if probabilities:
+            return self._expected(out, half)
         idx = out.detach().argmax(-1)
         # Rows of the first half read the gradient table of half 1, the second half that of
         # half 2; an odd last row reads an all-zero table.
@@ -382,13 +394,36 @@ class KGramPenalty:
         # Forward: the penalty's value; backward: ``grad`` into ``out`` (and through the
         # straight-through samples into the logits).
         linear = (out * grad).sum()
-        total = value + linear - linear.detach()
-        if self.switch_lags:
-            rates = switch_pair_rates(out, self.switch_lags)
-            q = self.switch_target.to(out.device, out.dtype)
-            d1, d2 = rates[:half].mean(0) - q, rates[half : 2 * half].mean(0) - q
-            total = total + self.weight * (d1 * d2 / (q + self.smoothing)).sum()
-        return total
+        return value + linear - linear.detach() + self._switch_term(out, half)
+
+    def _chi_square(self, f: torch.Tensor, q: torch.Tensor, half: int) -> torch.Tensor:
+        """Unbiased chi-square between the halves of per-row frequencies ``f`` (n, C) and q."""
+        q = q.to(f.device, f.dtype)
+        d1, d2 = f[:half].mean(0) - q, f[half : 2 * half].mean(0) - q
+        return (d1 * d2 / (q + self.smoothing)).sum()
+
+    def _switch_term(self, y: torch.Tensor, half: int) -> torch.Tensor:
+        if not self.switch_lags:
+            return y.new_zeros(())
+        rates = switch_pair_rates(y, self.switch_lags)
+        return self.weight * self._chi_square(rates, self.switch_target, half)
+
+    def _expected(self, p: torch.Tensor, half: int) -> torch.Tensor:
+        """The penalty at per-step probabilities ``p`` (n, T, O): product forms, densely."""
+        n = p.shape[0]
+        total = p.new_zeros(())
+        windows = p  # (n, T - k + 1, O**k): the product form of every k-gram at every step
+        for k in range(1, self.max_k + 1):
+            if k > 1:
+                width = self.seq_len - k + 1
+                grown = windows[:, :width].unsqueeze(-1) * p[:, k - 1 :].unsqueeze(-2)
+                windows = grown.reshape(n, width, -1)  # codes: first symbol most significant
+            for rows, q in (
+                (windows.mean(1), self.targets[k - 1]),
+                (windows[:, 0], self.starts[k - 1]),
+            ):
+                total = total + self._chi_square(rows, q, half)
+        return self.weight * total + self._switch_term(p, half)
 
 
 def switch_pair_rates(y: torch.Tensor, max_lag: int) -> torch.Tensor:

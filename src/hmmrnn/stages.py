@@ -105,6 +105,7 @@ def trainer_kwargs(training: TrainingConfig) -> dict[str, Any]:
         "kgram_penalty": training.kgram_penalty,
         "kgram_max_k": training.kgram_max_k,
         "kgram_switch_lags": training.kgram_switch_lags,
+        "kgram_expected": training.kgram_expected,
     }
 
 

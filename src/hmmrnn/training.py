@@ -32,6 +32,9 @@ from hmmrnn.model import NoiseRNN, _check_positive_int, _check_tau, _randn
 __all__ = ["Trainer", "TrainingResult", "as_one_hot_tensor", "sweep_learning_rates"]
 
 logger = logging.getLogger("hmmrnn.training")
+# The expected k-gram penalty materialises every k-gram's product form at every window of a
+# minibatch; 2**27 float32 values are 512 MiB before autograd keeps its intermediates.
+MAX_EXPECTED_KGRAM_VALUES = 1 << 27
 
 GEOMLOSS_LOSSES = ("sinkhorn", "hausdorff", "energy", "gaussian", "laplacian")
 GEOMLOSS_BACKENDS = ("tensorized", "online", "multiscale", "auto")
@@ -216,6 +219,12 @@ class Trainer:
         The penalty also compares the rates of switch pairs at lags 1..this with the data's
         (see :class:`hmmrnn.loss.KGramPenalty`); 0 (default) does not. Needs
         ``kgram_penalty > 0``; at most the sequence length minus 2.
+    kgram_expected : bool
+        Evaluate the penalty at the expected k-gram frequencies and switch-pair rates given
+        each sequence's noise (its per-step output probabilities, ``softmax(logits)``; exact
+        because the outputs do not feed back) instead of at the sampled symbols. Same
+        penalty in expectation, less noise, and the exact gradient in the logits instead of
+        the straight-through one. Needs ``kgram_penalty > 0``.
     """
 
     def __init__(
@@ -256,6 +265,7 @@ class Trainer:
         kgram_penalty: float = 0.0,
         kgram_max_k: int = 4,
         kgram_switch_lags: int = 0,
+        kgram_expected: bool = False,
     ) -> None:
         if not isinstance(module, NoiseRNN):
             raise ValueError(f"module must be a NoiseRNN (got {type(module).__name__})")
@@ -332,6 +342,13 @@ class Trainer:
                 f"got {self.kgram_penalty})"
             )
         self.kgram_switch_lags = lags
+        if not isinstance(kgram_expected, bool):
+            raise ValueError(f"kgram_expected must be True or False (got {kgram_expected!r})")
+        if kgram_expected and not self.kgram_penalty:
+            raise ValueError(
+                f"kgram_expected = True needs kgram_penalty > 0 (got {self.kgram_penalty})"
+            )
+        self.kgram_expected = kgram_expected
         self._kgram: KGramPenalty | None = None  # built from the training data by fit()
 
     # ------------------------------------------------------------------ configuration
@@ -371,6 +388,7 @@ class Trainer:
             "kgram_penalty": self.kgram_penalty,
             "kgram_max_k": self.kgram_max_k,
             "kgram_switch_lags": self.kgram_switch_lags,
+            "kgram_expected": self.kgram_expected,
         }
 
     def learning_rate_at(self, step: int, total_steps: int) -> float:
@@ -402,12 +420,15 @@ class Trainer:
         n, seq_len = target.shape[:2]
         # Same draw order as hmmrnn.model.generate: noise, initial state, Gumbel.
         x = _randn((n, seq_len, m.input_size), gen, self.device, torch.float32)
-        out, hidden, _ = m(x, tau=self.tau, init=self.init, gumbel=True, generator=gen)
+        out, hidden, logits = m(x, tau=self.tau, init=self.init, gumbel=True, generator=gen)
         loss = criterion(out.reshape(n, -1), target.reshape(n, -1))
         if self.activity_penalty:
             excess = torch.relu(hidden.norm(dim=-1) - self.activity_limit)
             loss = loss + self.activity_penalty * excess.square().mean()
-        if self._kgram is not None:
+        if self._kgram is not None and self.kgram_expected:
+            # Gumbel-max samples follow softmax(logits) whatever tau is.
+            loss = loss + self._kgram(torch.softmax(logits, -1), probabilities=True)
+        elif self._kgram is not None:
             loss = loss + self._kgram(out)
         return loss
 
@@ -468,6 +489,15 @@ class Trainer:
                 f"kgram_switch_lags must be at most the sequence length minus 2 "
                 f"({train_t.shape[1] - 2}) (got {self.kgram_switch_lags})"
             )
+        if self.kgram_expected:
+            seq_len, outputs = train_t.shape[1:]
+            size = self.batch_size * (seq_len - self.kgram_max_k + 1) * outputs**self.kgram_max_k
+            if size > MAX_EXPECTED_KGRAM_VALUES:
+                raise ValueError(
+                    f"kgram_expected holds batch_size x windows x outputs ** kgram_max_k = "
+                    f"{size} values per step (at most {MAX_EXPECTED_KGRAM_VALUES}); lower "
+                    f"batch_size or kgram_max_k, or set kgram_expected to False"
+                )
         fingerprint = _fingerprint(train_t, val_t)
         train_t, val_t = train_t.to(self.device), val_t.to(self.device)
         # Built from the data on the training device, so its targets need no copy per step.
