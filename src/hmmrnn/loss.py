@@ -49,6 +49,9 @@ def check_estimator(estimator: str, loss: str, debias: bool) -> str:
 # A k-gram penalty keeps (outputs ** k) frequencies per k; beyond this many it would be
 # mostly empty cells and its memory would grow without bound.
 MAX_KGRAMS = 1 << 20
+# The expected penalty (probabilities=True) materialises every k-gram's product form at every
+# window of a minibatch; 2**27 float32 values are 512 MiB before autograd keeps intermediates.
+MAX_EXPECTED_KGRAM_VALUES = 1 << 27
 
 # Below this many point pairs (N * M) the eager soft-min is already fast and compiling
 # (a few seconds once per process) would not pay for itself.

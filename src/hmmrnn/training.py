@@ -26,15 +26,17 @@ from torch import nn
 
 from hmmrnn._utils import check_choice, torch_generator
 from hmmrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from hmmrnn.loss import KGramPenalty, SinkhornLoss, check_estimator
+from hmmrnn.loss import (
+    MAX_EXPECTED_KGRAM_VALUES,
+    KGramPenalty,
+    SinkhornLoss,
+    check_estimator,
+)
 from hmmrnn.model import NoiseRNN, _check_positive_int, _check_tau, _randn
 
 __all__ = ["Trainer", "TrainingResult", "as_one_hot_tensor", "sweep_learning_rates"]
 
 logger = logging.getLogger("hmmrnn.training")
-# The expected k-gram penalty materialises every k-gram's product form at every window of a
-# minibatch; 2**27 float32 values are 512 MiB before autograd keeps its intermediates.
-MAX_EXPECTED_KGRAM_VALUES = 1 << 27
 
 GEOMLOSS_LOSSES = ("sinkhorn", "hausdorff", "energy", "gaussian", "laplacian")
 GEOMLOSS_BACKENDS = ("tensorized", "online", "multiscale", "auto")
