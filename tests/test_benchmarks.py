@@ -340,6 +340,84 @@ def test_fidelity_benchmark_seeds_give_one_row_each(tmp_path):
         fidelity.main([*args, str(tmp_path / "x.json"), "--seeds", "-1"])
 
 
+def _tiny_fidelity_config(tmp_path, epochs=1):
+    import yaml
+
+    config = {
+        "defaults": {
+            "data": {"num_seq": 60, "seq_len": 6},
+            "rnn": {"input_size": 3, "hidden_size": 4},
+            "training": {"batch_size": 20, "epochs": epochs},
+            "test": {"num_seq": 20},
+        },
+        "experiments": {"Tiny": {"preset": "HMMMedium"}},
+    }
+    path = tmp_path / f"fidelity{epochs}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_fidelity_test_draws_average_fresh_sets_and_saved_models_are_reused(tmp_path, capsys):
+    import fidelity
+
+    from hmmrnn._utils import read_json
+
+    models = tmp_path / "models"
+    base = ["--config", str(_tiny_fidelity_config(tmp_path)), "--threads", "1", "--json"]
+    fidelity.main([*base, str(tmp_path / "a.json")])
+    fidelity.main(
+        [*base, str(tmp_path / "b.json"), "--test-draws", "0", "2", "--models", str(models)]
+    )
+    (a,) = read_json(tmp_path / "a.json")["rows"]
+    (b,) = read_json(tmp_path / "b.json")["rows"]
+    assert b["test_draws"] == [0, 2]
+    draw0, draw2 = b["draw_summaries"]
+    assert draw0["euclidean_gap"] == a["euclidean_gap"]  # draw 0 is the workflow's test
+    assert draw2["distance_mean_hmm"] != draw0["distance_mean_hmm"]  # draw 2: fresh sets
+    assert b["euclidean_gap"] == pytest.approx(
+        (draw0["euclidean_gap"] + draw2["euclidean_gap"]) / 2
+    )
+    se = np.hypot(draw0["euclidean_gap_se"], draw2["euclidean_gap_se"]) / 2
+    assert b["euclidean_gap_se"] == pytest.approx(se)
+    assert b["control"]["distance_mean_hmm"] == b["distance_mean_hmm"]
+    assert "mean of test draws 0, 2" in capsys.readouterr().out
+    assert (models / "Tiny.pth").is_file()
+
+    # The saved model is reused: same model, same times, no training.
+    fidelity.main([*base, str(tmp_path / "c.json"), "--test-draws", "2", "--models", str(models)])
+    (c,) = read_json(tmp_path / "c.json")["rows"]
+    assert "reusing" in capsys.readouterr().out
+    assert c["train_seconds"] == b["train_seconds"]
+    assert c["euclidean_gap"] == draw2["euclidean_gap"]
+
+    # A model trained with other settings is refused before any work.
+    other = ["--config", str(_tiny_fidelity_config(tmp_path, epochs=2)), "--threads", "1"]
+    with pytest.raises(SystemExit):
+        fidelity.main([*other, "--models", str(models)])
+    assert "trained with other settings" in capsys.readouterr().err
+    for bad in (["-1"], ["1", "1"]):
+        with pytest.raises(SystemExit):
+            fidelity.main([*other, "--test-draws", *bad])
+
+
+def test_remembering_matcher_matches_each_pair_of_contents_once():
+    import fidelity
+
+    calls = []
+
+    def matcher(x, y):
+        calls.append((x.copy(), y.copy()))
+        return len(calls)
+
+    match = fidelity.remembering(matcher)
+    x, y = np.arange(6).reshape(2, 3), np.ones((2, 3), dtype=int)
+    assert match(x, y) == 1
+    assert match(x.copy(), y.copy()) == 1  # same contents, other arrays
+    assert match(y, x) == 2
+    assert match(x, y + 1) == 3
+    assert len(calls) == 3
+
+
 def test_fidelity_readme_table_keeps_the_rows_of_experiments_not_rerun(tmp_path):
     import fidelity
 

@@ -274,8 +274,11 @@ def hmm_test_sets(hmm, test: TestConfig, seq_len: int, seed: int):
     return obs_a, obs_b, rng
 
 
-def compare_to_hmm(hmm, obs_a, obs_b, obs_other, test: TestConfig):
-    """:func:`hmmrnn.testing.compare` with the matching settings of the test section."""
+def compare_to_hmm(hmm, obs_a, obs_b, obs_other, test: TestConfig, matcher=None):
+    """:func:`hmmrnn.testing.compare` with the matching settings of the test section.
+
+    ``matcher`` replaces the Sinkhorn matching those settings describe (see ``compare``).
+    """
     from hmmrnn.testing import compare
 
     return compare(
@@ -288,13 +291,17 @@ def compare_to_hmm(hmm, obs_a, obs_b, obs_other, test: TestConfig):
         max_iter=test.max_iter,
         tol=test.tol,
         max_kgram=test.max_kgram,
+        matcher=matcher,
     )
 
 
-def compare_model(hmm, module, test: TestConfig, seq_len: int, seed: int, **dynamics: Any):
+def compare_model(
+    hmm, module, test: TestConfig, seq_len: int, seed: int, matcher=None, **dynamics: Any
+):
     """Sample two HMM sets and one RNN set from ``seed`` and compare them (the test stage).
 
-    ``dynamics`` are extra sampling settings for the RNN (``init``, ``tau``).
+    ``dynamics`` are extra sampling settings for the RNN (``init``, ``tau``); ``matcher`` as
+    in :func:`compare_to_hmm`.
     """
     from hmmrnn.model import generate
 
@@ -309,7 +316,7 @@ def compare_model(hmm, module, test: TestConfig, seq_len: int, seed: int, **dyna
         return_hidden=False,
         **dynamics,
     )
-    return compare_to_hmm(hmm, obs_a, obs_b, generated.observations, test)
+    return compare_to_hmm(hmm, obs_a, obs_b, generated.observations, test, matcher)
 
 
 def test_model(
