@@ -114,6 +114,7 @@ def train_experiment(cfg, log=print, device: str = "cpu") -> dict:
         "best_val_loss": result.best_val_loss,
         "train_seconds": seconds,
         "load": (load + os.getloadavg()[0]) / 2,  # the machine may be shared
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -253,15 +254,16 @@ def _failed(ok: dict) -> str:
     return "meets all" if not failed else "fails " + ", ".join(failed)
 
 
-def table(rows: list[dict], threads: int = 2, draws=(0,)) -> str:
+def table(rows: list[dict], draws=(0,)) -> str:
     """Markdown table of the fidelity targets (and of the exact-HMM control, where run).
 
-    With test draws other than the workflow's (draw 0 alone) the header names them.
+    With test draws other than the workflow's (draw 0 alone) the header names them. Each
+    training time is given with the torch threads it ran on (a reused model's, from its file).
     """
     with_control = any("control" in r for r in rows)
     sets = "" if list(draws) == [0] else f"; mean of test draws {', '.join(map(str, draws))}"
     head = (
-        f"| experiment | train time ({threads} threads) | epochs | max (ΔP)² ≤ 1e-3 (floor) | "
+        "| experiment | train time (threads, load) | epochs | max (ΔP)² ≤ 1e-3 (floor) | "
         f"k-gram TV k=1..4 ≤ 0.02 (floor) | Euclidean gap ≤ 1 % (± s.e.{sets}) | "
         "loglik/step RNN vs HMM |"
     )
@@ -280,7 +282,8 @@ def table(rows: list[dict], threads: int = 2, draws=(0,)) -> str:
             else "n/a"
         )
         line = (
-            f"| {r['experiment']} | {r['train_seconds'] / 60:.1f} min (load {r['load']:.1f}) | "
+            f"| {r['experiment']} | {r['train_seconds'] / 60:.1f} min "
+            f"({r.get('threads') or '?'}, {r['load']:.1f}) | "
             f"{r['epochs_run']} | {r['transition_sq_diff_max']:.2e} "
             f"({r['transition_sq_diff_max_floor']:.0e}) {_mark(ok['transition'])} | "
             f"{tv} ({fl}) {_mark(ok['kgram'])} | {100 * r['euclidean_gap']:+.2f} "
@@ -427,9 +430,9 @@ def main(argv=None) -> int:
         if not args.no_control:
             row["control"] = {**mean_summary(controls), "draw_summaries": controls}
         rows.append(row)
-        print(table([row], args.threads, draws).splitlines()[-1], flush=True)
+        print(table([row], draws).splitlines()[-1], flush=True)
 
-    text = table(rows, args.threads, draws)
+    text = table(rows, draws)
     print()
     print(text)
     if args.json:

@@ -380,7 +380,9 @@ def test_fidelity_test_draws_average_fresh_sets_and_saved_models_are_reused(tmp_
     se = np.hypot(draw0["euclidean_gap_se"], draw2["euclidean_gap_se"]) / 2
     assert b["euclidean_gap_se"] == pytest.approx(se)
     assert b["control"]["distance_mean_hmm"] == b["distance_mean_hmm"]
-    assert "mean of test draws 0, 2" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mean of test draws 0, 2" in out
+    assert " min (1, " in out  # the training threads, kept with the model
     assert (models / "Tiny.pth").is_file()
 
     # The saved model is reused: same model, same times, no training.
