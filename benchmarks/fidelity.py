@@ -25,7 +25,7 @@ unchanged, so new test draws do not retrain.
 
     python benchmarks/fidelity.py --presets HMMSmall HMMMedium --threads 2
     python benchmarks/fidelity.py --presets HMMMedium --seeds 0 1 2   # run-to-run variation
-    python benchmarks/fidelity.py --models models/ --test-draws 1 2 3  # held-out test sets
+    python benchmarks/fidelity.py --models results/fidelity/models --test-draws 1 2 3
 """
 
 from __future__ import annotations
