@@ -87,9 +87,8 @@ def train_experiment(cfg, log=print, device: str = "cpu") -> dict:
         seed = stage_seed(cfg.seed, "training", index)
         torch.manual_seed(seed)
         module = NoiseRNN(**module_kwargs(cfg.rnn, hmm.outputs))
-        trainer = Trainer(
-            module, learning_rate=lr, seed=seed, device=device, **trainer_kwargs(cfg.training)
-        )
+        kwargs = trainer_kwargs(cfg.training, hmm, obs[split == 1])
+        trainer = Trainer(module, learning_rate=lr, seed=seed, device=device, **kwargs)
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         result = trainer.fit(train, val)

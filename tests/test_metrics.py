@@ -170,6 +170,35 @@ def test_mean_loglik_per_step():
         M.mean_loglik_per_step(_FakeHMM(), obs + 3)
 
 
+class _BiasedCoin:
+    """One state emitting 0 with probability 0.8 and 1 with 0.2: log-likelihoods by hand."""
+
+    emission_matrix = np.array([[0.8, 0.2]])
+
+    def log_likelihood(self, obs):
+        return np.where(obs == 0, np.log(0.8), np.log(0.2)).sum(1)
+
+
+def test_fidelity_score_is_the_worst_measure_in_its_units():
+    ref = np.array([[0, 0, 0, 1], [0, 0, 0, 1]])  # log(0.8) * 3/4 + log(0.2) / 4 per step
+    score = M.fidelity_score(_BiasedCoin(), ref, max_k=2, tv_target=0.5, loglik_tolerance=1.0)
+    assert score(ref) == 0.0
+    # All zeros: 1-gram TV 1/4, 2-gram TV 1/3 (ref 2-grams: 00 twice as often as 01), so the
+    # k-gram part is (1/3) / 0.5; the log-likelihood is log(4) / 4 too high, in units of 1.
+    zeros = np.zeros((3, 4), int)
+    assert score(zeros) == pytest.approx(max(2 / 3, np.log(4) / 4))
+    # All ones: every 2-gram is 11 (TV 1); the log-likelihood is 3 log(4) / 4 too low.
+    assert score(np.ones((1, 4), int)) == pytest.approx(max(1 / 0.5, 3 * np.log(4) / 4))
+    tight_ll = M.fidelity_score(_BiasedCoin(), ref, max_k=1, tv_target=1.0, loglik_tolerance=0.01)
+    assert tight_ll(zeros) == pytest.approx(np.log(4) / 4 / 0.01)
+    with pytest.raises(ValueError, match="seq_len 4 like the reference.*\\(2, 5\\)"):
+        score(np.zeros((2, 5), int))
+    with pytest.raises(ValueError, match="max_k must be <= seq_len=4"):
+        M.fidelity_score(_BiasedCoin(), ref, max_k=5)
+    with pytest.raises(ValueError, match="tv_target must be a positive number"):
+        M.fidelity_score(_BiasedCoin(), ref, tv_target=0)
+
+
 @pytest.mark.parametrize(
     "call, match",
     [

@@ -312,6 +312,91 @@ def test_keep_weights_last_returns_the_final_epoch():
         trainer(keep_weights="final")
 
 
+class ListedScores:
+    """A selection score returning the given values in turn; records what it was shown."""
+
+    def __init__(self, values):
+        self.values, self.seen = list(values), []
+
+    def __call__(self, obs):
+        self.seen.append(obs)
+        return self.values[len(self.seen) - 1]
+
+
+def test_keep_weights_score_keeps_the_lowest_scoring_of_the_last_epochs():
+    score = ListedScores([0.5, 0.1, 0.3])
+    m = make_module(seed=3)
+    res = trainer(m, epochs=5, keep_weights="score", select_score=score, select_epochs=3,
+                  select_seq=16).fit(TRAIN, VAL)  # fmt: skip
+    # Epochs 3, 4, 5 (0-based 2, 3, 4) were scored; the second scored lowest.
+    assert res.select_scores == {2: 0.5, 3: 0.1, 4: 0.3}
+    assert res.best_epoch == 3 and res.best_val_loss == res.val_loss[3]
+    assert [o.shape for o in score.seen] == [(16, T)] * 3
+    assert all(o.dtype == np.int64 and o.min() >= 0 and o.max() < OUT for o in score.seen)
+    # Scoring does not change the training: the same losses and final weights as "last".
+    m_last = make_module(seed=3)
+    last = trainer(m_last, epochs=5, keep_weights="last").fit(TRAIN, VAL)
+    assert (res.train_loss, res.val_loss) == (last.train_loss, last.val_loss)
+    assert_same_state(m.state_dict(), m_last.state_dict())
+    # The kept weights are those at the end of epoch 4 (constant step size: a 4-epoch run).
+    m4 = make_module(seed=3)
+    trainer(m4, epochs=4).fit(TRAIN, VAL)
+    assert_same_state(res.best_state_dict, m4.state_dict())
+
+
+def test_keep_weights_score_sees_the_same_noise_every_epoch():
+    score = ListedScores([1.0] * 2)
+    # A zero step size leaves the weights alone, so both epochs generate identical sequences.
+    m = make_module(seed=5)
+    trainer(m, epochs=2, learning_rate=1e-12, keep_weights="score", select_score=score,
+            select_epochs=2, select_seq=32).fit(TRAIN, VAL)  # fmt: skip
+    np.testing.assert_array_equal(score.seen[0], score.seen[1])
+    assert len(np.unique(score.seen[0])) > 1  # real samples, not a constant
+
+
+def test_keep_weights_score_settings_are_checked():
+    with pytest.raises(ValueError, match="keep_weights='score' needs select_score"):
+        trainer(keep_weights="score")
+    with pytest.raises(ValueError, match="select_score needs keep_weights='score'.*'last'"):
+        trainer(keep_weights="last", select_score=lambda obs: 0.0)
+    with pytest.raises(ValueError, match="early_stopping_patience=3"):
+        trainer(keep_weights="score", select_score=lambda obs: 0.0, early_stopping_patience=3)
+    with pytest.raises(ValueError, match="select_epochs"):
+        trainer(keep_weights="score", select_score=lambda obs: 0.0, select_epochs=0)
+    with pytest.raises(ValueError, match="select_score must be callable"):
+        trainer(keep_weights="score", select_score=0.5)
+    bad = trainer(epochs=1, keep_weights="score", select_score=lambda obs: float("nan"))
+    with pytest.raises(FloatingPointError, match="select_score returned nan at epoch 1"):
+        bad.fit(TRAIN, VAL)
+
+
+def symbol_zero_score(obs):
+    """Deterministic in the sequences: how far the frequency of symbol 0 is from 0.3."""
+    return abs(float((obs == 0).mean()) - 0.3)
+
+
+def test_keep_weights_score_resumes_exactly(tmp_path):
+    kw = {"epochs": 5, "keep_weights": "score", "select_score": symbol_zero_score,
+          "select_epochs": 3, "select_seq": 64}  # fmt: skip
+    straight = trainer(make_module(), criterion=MeanMatch(), **kw).fit(TRAIN, VAL)
+    ckpt = tmp_path / "state.pth"
+    # 4 train + 2 val batches per epoch: dies during epoch 4, after epoch 3 (one scored).
+    with pytest.raises(KeyboardInterrupt):
+        trainer(checkpoint_path=ckpt, checkpoint_every=1, criterion=MeanMatch(fail_after=20),
+                **kw).fit(TRAIN, VAL)  # fmt: skip
+    assert list(load_checkpoint(ckpt)["extra"]["trainer_state"]["select_scores"]) == [2]
+    resumed = trainer(make_module(seed=9), checkpoint_path=ckpt, criterion=MeanMatch(), **kw).fit(
+        TRAIN, VAL
+    )
+    assert resumed.select_scores == straight.select_scores and len(straight.select_scores) == 3
+    assert resumed.best_epoch == straight.best_epoch
+    assert_same_state(resumed.best_state_dict, straight.best_state_dict)
+    with pytest.raises(CheckpointError, match="select_seq"):
+        trainer(checkpoint_path=ckpt, criterion=MeanMatch(), **{**kw, "select_seq": 32}).fit(
+            TRAIN, VAL
+        )
+
+
 def test_activity_penalty_acts_only_above_the_limit():
     target = torch.from_numpy(TRAIN[:32])
 

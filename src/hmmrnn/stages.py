@@ -21,6 +21,7 @@ import pandas as pd
 
 from hmmrnn._utils import atomic_path, read_json, torch_generator, write_json
 from hmmrnn.config import DataConfig, ReverseConfig, RNNConfig, TestConfig, TrainingConfig
+from hmmrnn.metrics import fidelity_score
 
 logger = logging.getLogger("hmmrnn.stages")
 
@@ -77,8 +78,22 @@ def generate_data(*, hmm: Mapping[str, Any], data: Mapping[str, Any], seed: int,
 # ---------------------------------------------------------------------------------------------
 
 
-def trainer_kwargs(training: TrainingConfig) -> dict[str, Any]:
-    """Trainer keyword arguments of a training section (all but the learning-rate list)."""
+def trainer_kwargs(training: TrainingConfig, hmm=None, val=None) -> dict[str, Any]:
+    """Trainer keyword arguments of a training section (all but the learning-rate list).
+
+    ``keep_weights: fidelity`` becomes the Trainer's ``keep_weights="score"`` with
+    :func:`hmmrnn.metrics.fidelity_score` of the generating ``hmm`` and the validation
+    symbols ``val`` (num_seq, seq_len), which it then needs.
+    """
+    selection = {}
+    if training.keep_weights == "fidelity":
+        if hmm is None or val is None:
+            raise ValueError(
+                "keep_weights 'fidelity' scores generated sequences under the HMM against the "
+                "validation data: pass hmm and val"
+            )
+        score = fidelity_score(hmm, val, max_k=min(training.kgram_max_k, np.shape(val)[1]))
+        selection = {"keep_weights": "score", "select_score": score}
     return {
         "batch_size": training.batch_size,
         "epochs": training.epochs,
@@ -102,10 +117,13 @@ def trainer_kwargs(training: TrainingConfig) -> dict[str, Any]:
         "activity_penalty": training.activity_penalty,
         "activity_limit": training.activity_limit,
         "keep_weights": training.keep_weights,
+        "select_epochs": training.select_epochs,
+        "select_seq": training.select_seq,
         "kgram_penalty": training.kgram_penalty,
         "kgram_max_k": training.kgram_max_k,
         "kgram_switch_lags": training.kgram_switch_lags,
         "kgram_expected": training.kgram_expected,
+        **selection,
     }
 
 
@@ -177,7 +195,7 @@ def train_candidate(
         seed=seed,
         device=resolved_device,
         checkpoint_path=checkpoint,
-        **trainer_kwargs(train_cfg),
+        **trainer_kwargs(train_cfg, data.hmm_model(), data.subset("val")),
     )
     result = trainer.fit(train, val)
     history = {
@@ -189,6 +207,8 @@ def train_candidate(
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
         "seed": seed,
+        # keep_weights: fidelity; [0-based epoch, score] of each scored epoch
+        "select_scores": [[k, v] for k, v in sorted(result.select_scores.items())],
     }
     save_checkpoint(
         model_path,
@@ -203,10 +223,11 @@ def train_candidate(
     write_json(history_path, history)
     if checkpoint is not None and checkpoint.exists():
         checkpoint.unlink()  # the outputs now hold everything the checkpoint did
+    kept = {"last": "the last", "fidelity": "best fidelity score of the last epochs"}
     logger.info(
         "kept the weights of epoch %d (%s; val loss %.5f)",
         result.best_epoch + 1,
-        "the last" if train_cfg.keep_weights == "last" else "lowest val loss",
+        kept.get(train_cfg.keep_weights, "lowest val loss"),
         result.best_val_loss,
     )
 
