@@ -83,11 +83,11 @@ def train_experiment(cfg, log=print, device: str = "cpu") -> dict:
     best = None
     seconds = 0.0
     load = os.getloadavg()[0]
+    kwargs = trainer_kwargs(cfg.training, hmm, obs[split == 1])  # shared by every rate
     for index, lr in enumerate(cfg.training.learning_rates):
         seed = stage_seed(cfg.seed, "training", index)
         torch.manual_seed(seed)
         module = NoiseRNN(**module_kwargs(cfg.rnn, hmm.outputs))
-        kwargs = trainer_kwargs(cfg.training, hmm, obs[split == 1])
         trainer = Trainer(module, learning_rate=lr, seed=seed, device=device, **kwargs)
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()

@@ -174,7 +174,8 @@ def train_candidate(
     data = read_sequences(data_path)
     outputs = int(data.hmm["outputs"])
     train = one_hot(data.subset("train"), outputs)
-    val = one_hot(data.subset("val"), outputs)
+    val_obs = data.subset("val")
+    val = one_hot(val_obs, outputs)
     if len(train) == 0 or len(val) == 0:
         raise ValueError(
             f"{data_path}: training needs non-empty train and val splits "
@@ -195,7 +196,7 @@ def train_candidate(
         seed=seed,
         device=resolved_device,
         checkpoint_path=checkpoint,
-        **trainer_kwargs(train_cfg, data.hmm_model(), data.subset("val")),
+        **trainer_kwargs(train_cfg, data.hmm_model(), val_obs),
     )
     result = trainer.fit(train, val)
     history = {
