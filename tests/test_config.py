@@ -78,6 +78,11 @@ def test_a_user_can_extend_default_config():
         ({"training": {"learning_rates": []}}, r"learning_rates: expected at least 1"),
         ({"reverse": {"n_components": 500}}, r"n_components: expected at most rnn.hidden_size"),
         ({"seed": -1}, r"seed: expected a non-negative integer"),
+        (
+            {"training": {"select_seq": 100}},
+            r"training\.select_seq: only used with keep_weights: fidelity "
+            r"\(got select_seq = 100 with keep_weights: best\)",
+        ),
         ({"optimiser": {}}, r"unknown key\(s\) \['optimiser'\]"),
     ],
 )

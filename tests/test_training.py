@@ -363,6 +363,11 @@ def test_keep_weights_score_settings_are_checked():
         trainer(keep_weights="score", select_score=lambda obs: 0.0, early_stopping_patience=3)
     with pytest.raises(ValueError, match="select_epochs"):
         trainer(keep_weights="score", select_score=lambda obs: 0.0, select_epochs=0)
+    with pytest.raises(ValueError, match=r"select_seq is only used with keep_weights='score' "
+                       r"\(got select_seq=100, keep_weights='best'\)"):  # fmt: skip
+        trainer(select_seq=100)
+    with pytest.raises(ValueError, match="select_epochs is only used"):
+        trainer(keep_weights="last", select_epochs=3)
     with pytest.raises(ValueError, match="select_score must be callable"):
         trainer(keep_weights="score", select_score=0.5)
     bad = trainer(epochs=1, keep_weights="score", select_score=lambda obs: float("nan"))

@@ -126,8 +126,9 @@ class TrainingConfig:
     activity_penalty: float = _spec(0.0, min=0.0)
     activity_limit: float = _spec(30.0, min=0.0, exclusive_min=True)
     keep_weights: str = _spec("best", choices=("best", "last", "fidelity"))
-    select_epochs: int = _spec(10, min=1)
-    select_seq: int = _spec(8192, min=2)
+    # null: the Trainer's defaults (10 and 8192) under keep_weights: fidelity; refused otherwise.
+    select_epochs: int | None = _spec(None, min=1)
+    select_seq: int | None = _spec(None, min=2)
     kgram_penalty: float = _spec(0.0, min=0.0)
     kgram_max_k: int = _spec(4, min=1)
     kgram_switch_lags: int = _spec(0, min=0)
@@ -523,6 +524,14 @@ def _check_consistency(cfg: ExperimentConfig, where: str) -> None:
             f"{where}.reverse.n_components: expected at most rnn.hidden_size = "
             f"{cfg.rnn.hidden_size} (got {cfg.reverse.n_components})"
         )
+    training = cfg.training
+    for key in ("select_epochs", "select_seq"):
+        value = getattr(training, key)
+        if value is not None and training.keep_weights != "fidelity":
+            raise ConfigError(
+                f"{where}.training.{key}: only used with keep_weights: fidelity (got {key} = "
+                f"{value} with keep_weights: {training.keep_weights})"
+            )
     # The HMM's own validation names the matrix, its expected shape and the bad values.
     from hmmrnn.hmm import HMM
 

@@ -222,11 +222,11 @@ class Trainer:
         ``select_score(observations) -> float`` on generated symbol indices of shape
         (select_seq, seq_len), lower is better; needed by, and only by,
         ``keep_weights="score"`` (e.g. :func:`hmmrnn.metrics.fidelity_score`).
-    select_epochs : int
-        How many final epochs ``keep_weights="score"`` chooses from.
-    select_seq : int
+    select_epochs : int, optional
+        How many final epochs ``keep_weights="score"`` chooses from (default 10; only with it).
+    select_seq : int, optional
         Sequences generated to score each of those epochs, with the same noise every epoch
-        (a stream of its own, so training itself is unchanged).
+        (a stream of its own, so training itself is unchanged; default 8192; only with it).
     kgram_penalty : float
         Weight of a :class:`hmmrnn.loss.KGramPenalty` added to the training and validation
         loss: the chi-square distance between the 1- to ``kgram_max_k``-gram frequencies of
@@ -283,8 +283,8 @@ class Trainer:
         activity_limit: float = 30.0,
         keep_weights: str = "best",
         select_score: Callable[[np.ndarray], float] | None = None,
-        select_epochs: int = 10,
-        select_seq: int = 8192,
+        select_epochs: int | None = None,
+        select_seq: int | None = None,
         kgram_penalty: float = 0.0,
         kgram_max_k: int = 4,
         kgram_switch_lags: int = 0,
@@ -369,8 +369,19 @@ class Trainer:
                 f"{self.early_stopping_patience})"
             )
         self.select_score = select_score
-        self.select_epochs = _check_positive_int("select_epochs", select_epochs)
-        self.select_seq = _check_positive_int("select_seq", select_seq)
+        if self.keep_weights != "score":
+            for name, value in (("select_epochs", select_epochs), ("select_seq", select_seq)):
+                if value is not None:
+                    raise ValueError(
+                        f"{name} is only used with keep_weights='score' (got {name}={value!r}, "
+                        f"keep_weights={self.keep_weights!r})"
+                    )
+        else:
+            select_epochs = 10 if select_epochs is None else select_epochs
+            select_seq = 8192 if select_seq is None else select_seq
+            select_epochs = _check_positive_int("select_epochs", select_epochs)
+            select_seq = _check_positive_int("select_seq", select_seq)
+        self.select_epochs, self.select_seq = select_epochs, select_seq
         # Selection generates its sequences from a stream of its own, the same every epoch.
         self._select_seed = int(
             np.random.SeedSequence(self.seed, spawn_key=(2,)).generate_state(1)[0]
