@@ -91,9 +91,11 @@ def test_killed_training_resumes_to_the_uninterrupted_result(data, tmp_path):
         last = max(f.stat().st_mtime for f in checkpoints.glob("*.pt"))
         proc.send_signal(sig)
         assert proc.wait(timeout=60) != 0
-        # Nothing that looks complete: no model, no history, no stray temp files.
+        # Nothing that looks complete: no model, no history.
         assert not (resumed / "model.pth").exists() and not (resumed / "history.json").exists()
-        assert not list(resumed.rglob("*.tmp"))
+        if sig == signal.SIGTERM:  # handled: the write in progress is cleaned up
+            assert not list(resumed.rglob("*.tmp"))
+        # A SIGKILL mid-save can leave a temp file; the next run removes it (checked below).
     # Each restart went on from where the previous one stopped.
     progress = torch.load(next(checkpoints.glob("*.pt")), weights_only=True)
     assert 2 <= len(progress["history"]["val_loss"]) < TRAINING["epochs"]
@@ -101,6 +103,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(data, tmp_path):
     proc = train_process(data, resumed)
     assert proc.wait(timeout=600) == 0
     assert not list(checkpoints.glob("*.pt"))  # finished: the checkpoint is no longer needed
+    assert not list(resumed.rglob("*.tmp"))
 
     a = json.loads((straight / "history.json").read_text())
     b = json.loads((resumed / "history.json").read_text())

@@ -38,6 +38,10 @@ def test_train_candidate_with_fidelity_selection_records_the_scores(tmp_path):
     )  # fmt: skip
     rnn = {"input_size": 4, "hidden_size": 12, "num_layers": 1, "rnn_bias": True,
            "readout_bias": False}  # fmt: skip
+    # Left by an earlier attempt killed (SIGKILL) while writing its outputs.
+    stale = [tmp_path / ".model.pth.k1ll3d.tmp", tmp_path / ".history.json.k1ll3d.tmp"]
+    for path in stale:
+        path.write_text("half written")
     stages.train_candidate(
         data_path=data,
         rnn=rnn,
@@ -48,6 +52,7 @@ def test_train_candidate_with_fidelity_selection_records_the_scores(tmp_path):
         history_path=tmp_path / "history.json",
         device="cpu",
     )
+    assert not any(path.exists() for path in stale)
     history = read_json(tmp_path / "history.json")
     epochs = [e for e, _ in history["select_scores"]]
     assert epochs == [1, 2]

@@ -135,6 +135,19 @@ def test_resume_after_checkpoint_is_exact(tmp_path):
     assert [p.name for p in ckpt.parent.iterdir()] == ["train_state.pth"]  # no temp files left
 
 
+def test_resume_removes_the_temp_file_of_a_killed_checkpoint_save(tmp_path):
+    ckpt = tmp_path / "run" / "train_state.pth"
+    trainer(make_module(), epochs=2, checkpoint_path=ckpt).fit(TRAIN, VAL)
+    # What a SIGKILL during the next save leaves (atomic_path's temp name), and a neighbour's.
+    stale = ckpt.parent / ".train_state.pth.k1ll3d.tmp"
+    other = ckpt.parent / ".other_run.pth.busy.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other.write_bytes(b"another writer's file")
+    res = trainer(make_module(), epochs=3, checkpoint_path=ckpt).fit(TRAIN, VAL)
+    assert res.epochs_run == 3  # resumed, not disturbed by the leftover
+    assert not stale.exists() and other.read_bytes() == b"another writer's file"
+
+
 def test_resume_after_preemption_mid_epoch_is_exact(tmp_path):
     straight = make_module()
     r_full = trainer(straight, epochs=5, criterion=MeanMatch()).fit(TRAIN, VAL)

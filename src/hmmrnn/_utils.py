@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -43,6 +44,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_path` left next to ``path``.
+
+    Only a SIGKILL (or a power cut) mid-write leaves one. Call this where the one writer of
+    ``path`` starts, e.g. a training job resuming its checkpoint; never where several
+    processes may write ``path`` at once, as one would delete another's file in progress.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

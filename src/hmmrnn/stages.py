@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hmmrnn._utils import atomic_path, read_json, torch_generator, write_json
+from hmmrnn._utils import atomic_path, read_json, remove_stale_temps, torch_generator, write_json
 from hmmrnn.config import DataConfig, ReverseConfig, RNNConfig, TestConfig, TrainingConfig
 from hmmrnn.metrics import fidelity_score
 
@@ -182,6 +182,8 @@ def train_candidate(
             f"(got {len(train)} and {len(val)} sequences)"
         )
 
+    for path in (model_path, history_path):  # this job is their only writer
+        remove_stale_temps(path)
     torch.manual_seed(seed)  # weight initialisation
     module = NoiseRNN(**module_kwargs(rnn_cfg, outputs))
     checkpoint = None

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hmmrnn._utils import check_choice, torch_generator
+from hmmrnn._utils import check_choice, remove_stale_temps, torch_generator
 from hmmrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hmmrnn.loss import (
     MAX_EXPECTED_KGRAM_VALUES,
@@ -587,6 +587,10 @@ class Trainer:
             "select_epoch": -1,
             "select_state": None,
         }
+        if self.checkpoint_path is not None:
+            # A run killed while saving its checkpoint leaves the half-written file behind.
+            for tmp in remove_stale_temps(self.checkpoint_path):
+                logger.info("removed %s, left by an interrupted checkpoint save", tmp)
         resuming = self.checkpoint_path is not None and self.checkpoint_path.exists()
         if not resuming and self.recurrent_identity:
             with torch.no_grad():
