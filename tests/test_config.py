@@ -83,6 +83,24 @@ def test_a_user_can_extend_default_config():
             r"training\.select_seq: only used with keep_weights: fidelity "
             r"\(got select_seq = 100 with keep_weights: best\)",
         ),
+        (
+            {"training": {"average_epochs": 5, "keep_weights": "last"}},
+            r"training\.average_epochs: only used with keep_weights: average "
+            r"\(got average_epochs = 5 with keep_weights: last\)",
+        ),
+        (
+            {"training": {"keep_weights": "average", "epochs": 8}},
+            r"training\.average_epochs: expected at most epochs = 8 \(got 10 by default\)",
+        ),
+        (
+            {"training": {"keep_weights": "fidelity", "select_epochs": 9, "epochs": 8}},
+            r"training\.select_epochs: expected at most epochs = 8 \(got 9\)",
+        ),
+        (
+            {"training": {"keep_weights": "average", "early_stopping_patience": 3}},
+            r"early_stopping_patience: keep_weights: average works on the last epochs of all "
+            r"epochs, so expected null \(got 3\)",
+        ),
         ({"optimiser": {}}, r"unknown key\(s\) \['optimiser'\]"),
     ],
 )

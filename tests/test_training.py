@@ -415,6 +415,70 @@ def test_keep_weights_score_resumes_exactly(tmp_path):
         )
 
 
+def test_keep_weights_average_keeps_the_mean_of_the_last_epochs():
+    m = make_module(seed=3)
+    res = trainer(m, epochs=5, keep_weights="average", average_epochs=3).fit(TRAIN, VAL)
+    # Constant step size: the weights after epoch k are those of a k-epoch run.
+    ends = []
+    for k in (3, 4, 5):
+        mk = make_module(seed=3)
+        trainer(mk, epochs=k).fit(TRAIN, VAL)
+        ends.append(mk.state_dict())
+    for name, kept in res.best_state_dict.items():
+        mean = sum(e[name].double() for e in ends) / 3
+        assert torch.equal(kept, mean.float()), name
+        assert not torch.equal(kept, ends[-1][name])  # really an average, not the last epoch
+    assert res.best_epoch == 4
+    assert_same_state(m.state_dict(), ends[-1])  # the module keeps the last epoch's weights
+    # The reported loss is that of the mean weights, under the validation noise of fit().
+    probe = trainer(make_module(seed=3))
+    probe.module.load_state_dict(res.best_state_dict)
+    expected = probe.evaluate(torch.from_numpy(VAL), torch_generator(probe._val_seed))
+    assert res.best_val_loss == pytest.approx(expected, rel=1e-6)
+    assert res.best_val_loss != res.val_loss[-1]
+    # Averaging does not change the training itself.
+    last = trainer(make_module(seed=3), epochs=5, keep_weights="last").fit(TRAIN, VAL)
+    assert (res.train_loss, res.val_loss) == (last.train_loss, last.val_loss)
+
+
+def test_keep_weights_average_settings_are_checked():
+    with pytest.raises(ValueError, match=r"average_epochs is only used with keep_weights="
+                       r"'average' \(got average_epochs=4, keep_weights='last'\)"):  # fmt: skip
+        trainer(keep_weights="last", average_epochs=4)
+    with pytest.raises(ValueError, match=r"average_epochs must be at most epochs = 3 \(got 4\)"):
+        trainer(keep_weights="average", average_epochs=4)
+    with pytest.raises(ValueError, match="average_epochs must be a positive integer"):
+        trainer(keep_weights="average", average_epochs=0)
+    with pytest.raises(ValueError, match="keep_weights='average'.*early_stopping_patience=2"):
+        trainer(keep_weights="average", early_stopping_patience=2)
+    assert trainer(keep_weights="average", epochs=12).average_epochs == 10  # the default
+    with pytest.raises(ValueError, match=r"at most epochs = 3 \(got 10\)"):
+        trainer(keep_weights="average")
+
+
+def test_keep_weights_average_resumes_exactly(tmp_path):
+    kw = {"epochs": 5, "keep_weights": "average", "average_epochs": 3}
+    straight = trainer(make_module(), criterion=MeanMatch(), **kw).fit(TRAIN, VAL)
+    ckpt = tmp_path / "state.pth"
+    # 4 train + 2 val batches per epoch: dies during epoch 4, after epoch 3 (one averaged).
+    with pytest.raises(KeyboardInterrupt):
+        trainer(checkpoint_path=ckpt, checkpoint_every=1, criterion=MeanMatch(fail_after=20),
+                **kw).fit(TRAIN, VAL)  # fmt: skip
+    assert load_checkpoint(ckpt)["extra"]["trainer_state"]["average_count"] == 1
+    resumed = trainer(make_module(seed=9), checkpoint_path=ckpt, criterion=MeanMatch(), **kw).fit(
+        TRAIN, VAL
+    )
+    assert_same_state(resumed.best_state_dict, straight.best_state_dict)
+    assert resumed.best_val_loss == straight.best_val_loss
+    # Another window is refused: another average_epochs, or more epochs (constant step size).
+    with pytest.raises(CheckpointError, match="average_epochs: checkpoint 3 vs now 4"):
+        trainer(checkpoint_path=ckpt, criterion=MeanMatch(), **{**kw, "average_epochs": 4}).fit(
+            TRAIN, VAL
+        )
+    with pytest.raises(CheckpointError, match="sum of 3 epochs' weights.*needs 2 after epoch 5"):
+        trainer(checkpoint_path=ckpt, criterion=MeanMatch(), **{**kw, "epochs": 6}).fit(TRAIN, VAL)
+
+
 def test_activity_penalty_acts_only_above_the_limit():
     target = torch.from_numpy(TRAIN[:32])
 

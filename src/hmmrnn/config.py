@@ -125,10 +125,12 @@ class TrainingConfig:
     max_val_seq: int | None = _spec(None, min=1)
     activity_penalty: float = _spec(0.0, min=0.0)
     activity_limit: float = _spec(30.0, min=0.0, exclusive_min=True)
-    keep_weights: str = _spec("best", choices=("best", "last", "fidelity"))
+    keep_weights: str = _spec("best", choices=("best", "last", "fidelity", "average"))
     # null: the Trainer's defaults (10 and 8192) under keep_weights: fidelity; refused otherwise.
     select_epochs: int | None = _spec(None, min=1)
     select_seq: int | None = _spec(None, min=2)
+    # null: the Trainer's default (10) under keep_weights: average; refused otherwise.
+    average_epochs: int | None = _spec(None, min=1)
     kgram_penalty: float = _spec(0.0, min=0.0)
     kgram_max_k: int = _spec(4, min=1)
     kgram_switch_lags: int = _spec(0, min=0)
@@ -525,12 +527,31 @@ def _check_consistency(cfg: ExperimentConfig, where: str) -> None:
             f"{cfg.rnn.hidden_size} (got {cfg.reverse.n_components})"
         )
     training = cfg.training
-    for key in ("select_epochs", "select_seq"):
+    for key, mode in (
+        ("select_epochs", "fidelity"),
+        ("select_seq", "fidelity"),
+        ("average_epochs", "average"),
+    ):
         value = getattr(training, key)
-        if value is not None and training.keep_weights != "fidelity":
+        if value is not None and training.keep_weights != mode:
             raise ConfigError(
-                f"{where}.training.{key}: only used with keep_weights: fidelity (got {key} = "
+                f"{where}.training.{key}: only used with keep_weights: {mode} (got {key} = "
                 f"{value} with keep_weights: {training.keep_weights})"
+            )
+    if training.keep_weights in ("fidelity", "average"):
+        if training.early_stopping_patience is not None:
+            raise ConfigError(
+                f"{where}.training.early_stopping_patience: keep_weights: "
+                f"{training.keep_weights} works on the last epochs of all epochs, so expected "
+                f"null (got {training.early_stopping_patience})"
+            )
+        key = "select_epochs" if training.keep_weights == "fidelity" else "average_epochs"
+        value = getattr(training, key)
+        window = 10 if value is None else value  # the Trainer's default
+        if window > training.epochs:
+            raise ConfigError(
+                f"{where}.training.{key}: expected at most epochs = {training.epochs} (got "
+                f"{window}{' by default' if value is None else ''})"
             )
     # The HMM's own validation names the matrix, its expected shape and the bad values.
     from hmmrnn.hmm import HMM

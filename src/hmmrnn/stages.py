@@ -119,6 +119,7 @@ def trainer_kwargs(training: TrainingConfig, hmm=None, val=None) -> dict[str, An
         "keep_weights": training.keep_weights,
         "select_epochs": training.select_epochs,
         "select_seq": training.select_seq,
+        "average_epochs": training.average_epochs,
         "kgram_penalty": training.kgram_penalty,
         "kgram_max_k": training.kgram_max_k,
         "kgram_switch_lags": training.kgram_switch_lags,
@@ -226,7 +227,11 @@ def train_candidate(
     write_json(history_path, history)
     if checkpoint is not None and checkpoint.exists():
         checkpoint.unlink()  # the outputs now hold everything the checkpoint did
-    kept = {"last": "the last", "fidelity": "best fidelity score of the last epochs"}
+    kept = {
+        "last": "the last",
+        "fidelity": "best fidelity score of the last epochs",
+        "average": "the last; the weights are the mean over the last epochs",
+    }
     logger.info(
         "kept the weights of epoch %d (%s; val loss %.5f)",
         result.best_epoch + 1,

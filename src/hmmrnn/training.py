@@ -41,7 +41,7 @@ logger = logging.getLogger("hmmrnn.training")
 GEOMLOSS_LOSSES = ("sinkhorn", "hausdorff", "energy", "gaussian", "laplacian")
 GEOMLOSS_BACKENDS = ("tensorized", "online", "multiscale", "auto")
 LR_SCHEDULES = ("constant", "cosine")
-KEEP_WEIGHTS = ("best", "last", "score")
+KEEP_WEIGHTS = ("best", "last", "score", "average")
 # Settings that may change between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = (
     "epochs",
@@ -64,12 +64,14 @@ class TrainingResult:
         Per-epoch mean losses (length ``epochs_run``).
     best_epoch : int
         0-based index of the epoch whose weights are kept: the lowest validation loss, the
-        last epoch with ``Trainer(keep_weights="last")``, or the lowest selection score with
-        ``keep_weights="score"`` (-1 if no epoch ran).
+        last epoch with ``Trainer(keep_weights="last")`` or ``"average"``, or the lowest
+        selection score with ``keep_weights="score"`` (-1 if no epoch ran).
     best_val_loss : float
-        ``val_loss[best_epoch]``.
+        ``val_loss[best_epoch]``; with ``keep_weights="average"``, the validation loss of the
+        averaged weights.
     best_state_dict : dict of str to torch.Tensor
-        CPU copy of the weights at the end of ``best_epoch`` (not a view of live weights).
+        CPU copy of the weights at the end of ``best_epoch`` (not a view of live weights);
+        with ``keep_weights="average"``, their mean over the last ``average_epochs`` epochs.
     epochs_run : int
     stopped_early : bool
     epoch_seconds : list of float
@@ -207,17 +209,23 @@ class Trainer:
         (which makes the network nearly deterministic and dominates the PCA). 0 disables it
         (the paper's objective). The N(0, I) initial state has norm about
         ``sqrt(hidden_size)`` (12 at 150 units).
-    keep_weights : {"best", "last", "score"}
+    keep_weights : {"best", "last", "score", "average"}
         Which weights the result carries as ``best_state_dict`` (with ``best_epoch`` and
         ``best_val_loss``): those of the epoch with the lowest validation loss (the paper's
-        choice), those of the last epoch, or, among the last ``select_epochs`` epochs, those
-        whose generated sequences get the lowest ``select_score``. Under a decaying schedule
+        choice), those of the last epoch, among the last ``select_epochs`` epochs those
+        whose generated sequences get the lowest ``select_score``, or the mean of the
+        weights at the end of each of the last ``average_epochs`` epochs (Polyak-Ruppert /
+        stochastic weight averaging). Under a decaying schedule
         the minibatch Sinkhorn validation loss bottoms out early and tracks fidelity poorly,
         so ``"last"`` can emulate the HMM more closely; but the statistics of the generated
         sequences still move from epoch to epoch at the end (Fully: their mean HMM
         log-likelihood per step by up to 0.006 nats between consecutive epochs at step size
-        2e-4), and ``"score"`` keeps an epoch where they are right. Early stopping always
-        watches the lowest validation loss.
+        2e-4), and ``"score"`` keeps an epoch where they are right, while ``"average"``
+        averages the fluctuation out. Early stopping always watches the lowest validation
+        loss; it cannot be combined with ``"score"`` or ``"average"``.
+    average_epochs : int, optional
+        How many final epochs ``keep_weights="average"`` averages (default 10; only with it;
+        at most ``epochs``).
     select_score : callable, optional
         ``select_score(observations) -> float`` on generated symbol indices of shape
         (select_seq, seq_len), lower is better; needed by, and only by,
@@ -285,6 +293,7 @@ class Trainer:
         select_score: Callable[[np.ndarray], float] | None = None,
         select_epochs: int | None = None,
         select_seq: int | None = None,
+        average_epochs: int | None = None,
         kgram_penalty: float = 0.0,
         kgram_max_k: int = 4,
         kgram_switch_lags: int = 0,
@@ -362,9 +371,9 @@ class Trainer:
                 f"keep_weights='score' (got keep_weights={self.keep_weights!r}, "
                 f"select_score={select_score!r})"
             )
-        if self.keep_weights == "score" and self.early_stopping_patience is not None:
+        if self.keep_weights in ("score", "average") and self.early_stopping_patience is not None:
             raise ValueError(
-                "keep_weights='score' chooses among the last select_epochs of all epochs; it "
+                f"keep_weights={self.keep_weights!r} works on the last epochs of all epochs; it "
                 f"cannot be combined with early stopping (got early_stopping_patience="
                 f"{self.early_stopping_patience})"
             )
@@ -382,6 +391,20 @@ class Trainer:
             select_epochs = _check_positive_int("select_epochs", select_epochs)
             select_seq = _check_positive_int("select_seq", select_seq)
         self.select_epochs, self.select_seq = select_epochs, select_seq
+        if self.keep_weights != "average":
+            if average_epochs is not None:
+                raise ValueError(
+                    f"average_epochs is only used with keep_weights='average' (got "
+                    f"average_epochs={average_epochs!r}, keep_weights={self.keep_weights!r})"
+                )
+        else:
+            average_epochs = 10 if average_epochs is None else average_epochs
+            average_epochs = _check_positive_int("average_epochs", average_epochs)
+            if average_epochs > self.epochs:
+                raise ValueError(
+                    f"average_epochs must be at most epochs = {self.epochs} (got {average_epochs})"
+                )
+        self.average_epochs = average_epochs
         # Selection generates its sequences from a stream of its own, the same every epoch.
         self._select_seed = int(
             np.random.SeedSequence(self.seed, spawn_key=(2,)).generate_state(1)[0]
@@ -442,6 +465,7 @@ class Trainer:
             "keep_weights": self.keep_weights,
             "select_epochs": self.select_epochs,
             "select_seq": self.select_seq,
+            "average_epochs": self.average_epochs,
             "kgram_penalty": self.kgram_penalty,
             "kgram_max_k": self.kgram_max_k,
             "kgram_switch_lags": self.kgram_switch_lags,
@@ -586,6 +610,8 @@ class Trainer:
             "select_scores": {},
             "select_epoch": -1,
             "select_state": None,
+            "average_sum": None,  # float64 sums of the weights of the averaged epochs
+            "average_count": 0,
         }
         if self.checkpoint_path is not None:
             # A run killed while saving its checkpoint leaves the half-written file behind.
@@ -655,6 +681,8 @@ class Trainer:
                 state["epochs_since_best"] += 1
             if self.keep_weights == "score" and epoch >= self.epochs - self.select_epochs:
                 self._score_epoch(state, epoch)
+            if self.keep_weights == "average" and epoch >= self.epochs - self.average_epochs:
+                self._add_to_average(state)
             patience = self.early_stopping_patience
             if patience is not None and state["epochs_since_best"] >= patience:
                 state["stopped_early"] = True
@@ -686,6 +714,8 @@ class Trainer:
                 self.select_epochs,
                 state["select_scores"][chosen],
             )
+        elif self.keep_weights == "average" and state["average_count"] > 0:
+            kept = self._averaged(state, val_t, criterion)
         else:
             kept = (state["best_epoch"], state["best_val_loss"], copy.deepcopy(state["best_state"]))
         return TrainingResult(
@@ -700,6 +730,38 @@ class Trainer:
             learning_rate=self.learning_rate,
             select_scores=dict(state["select_scores"]),
         )
+
+    def _add_to_average(self, state: dict) -> None:
+        # Summed in float64 on the CPU: the order of additions then barely matters, and a
+        # resumed run continues the same sums.
+        weights = {
+            k: v.detach().to("cpu", torch.float64) for k, v in self.module.state_dict().items()
+        }
+        if state["average_sum"] is None:
+            state["average_sum"] = weights
+        else:
+            for k, v in weights.items():
+                state["average_sum"][k] += v
+        state["average_count"] += 1
+
+    def _averaged(self, state: dict, val_t: torch.Tensor, criterion) -> tuple:
+        """(last epoch, validation loss of the mean weights, mean weights) for the result."""
+        live = self.module.state_dict()
+        count = state["average_count"]
+        mean = {k: (v / count).to(live[k].dtype) for k, v in state["average_sum"].items()}
+        last = _cpu_state(self.module)
+        self.module.load_state_dict(mean)
+        val_loss = self.evaluate(val_t, torch_generator(self._val_seed, self.device), criterion)
+        self.module.load_state_dict(last)  # the module keeps the last epoch's weights
+        first = state["epoch"] - count + 1
+        logger.info(
+            "kept the mean of the weights of epochs %d-%d (val_loss %.5f; last epoch %.5f)",
+            first,
+            state["epoch"],
+            val_loss,
+            state["val_loss"][-1],
+        )
+        return state["epoch"] - 1, val_loss, mean
 
     def _score_epoch(self, state: dict, epoch: int) -> None:
         """Score the weights at the end of ``epoch``; keep them if they score lowest so far."""
@@ -743,6 +805,8 @@ class Trainer:
             "select_scores": dict(state["select_scores"]),
             "select_epoch": state["select_epoch"],
             "select_state": state["select_state"],
+            "average_sum": state["average_sum"],
+            "average_count": state["average_count"],
         }
         save_checkpoint(
             self.checkpoint_path,
@@ -767,11 +831,23 @@ class Trainer:
                 f"checkpoint {str(path)!r} was written by a run with other settings or data "
                 f"({'; '.join(diffs)}); delete it to start afresh"
             )
+        epoch = int(ts["epoch"])
+        count = int(ts.get("average_count", 0))
+        if self.keep_weights == "average":
+            # Changing keep_weights or epochs on resume must not average a different window.
+            expected_count = min(max(0, epoch - (self.epochs - self.average_epochs)), epoch)
+            if count != expected_count:
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} holds the sum of {count} epochs' weights, but "
+                    f"keep_weights='average' over the last {self.average_epochs} of "
+                    f"{self.epochs} epochs needs {expected_count} after epoch {epoch}; "
+                    "delete it to start afresh"
+                )
         self.module.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ts["optimizer"])
         gen.set_state(ts["generator_state"])
         return {
-            "epoch": int(ts["epoch"]),
+            "epoch": epoch,
             "train_loss": list(ckpt["history"]["train_loss"]),
             "val_loss": list(ckpt["history"]["val_loss"]),
             "epoch_seconds": list(ts["epoch_seconds"]),
@@ -783,6 +859,8 @@ class Trainer:
             "select_scores": {int(k): float(v) for k, v in ts.get("select_scores", {}).items()},
             "select_epoch": int(ts.get("select_epoch", -1)),
             "select_state": ts.get("select_state"),
+            "average_sum": ts.get("average_sum"),
+            "average_count": count,
         }
 
 
