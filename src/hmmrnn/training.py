@@ -378,33 +378,13 @@ class Trainer:
                 f"{self.early_stopping_patience})"
             )
         self.select_score = select_score
-        if self.keep_weights != "score":
-            for name, value in (("select_epochs", select_epochs), ("select_seq", select_seq)):
-                if value is not None:
-                    raise ValueError(
-                        f"{name} is only used with keep_weights='score' (got {name}={value!r}, "
-                        f"keep_weights={self.keep_weights!r})"
-                    )
-        else:
-            select_epochs = 10 if select_epochs is None else select_epochs
-            select_seq = 8192 if select_seq is None else select_seq
-            select_epochs = _check_positive_int("select_epochs", select_epochs)
-            select_seq = _check_positive_int("select_seq", select_seq)
-        self.select_epochs, self.select_seq = select_epochs, select_seq
-        if self.keep_weights != "average":
-            if average_epochs is not None:
-                raise ValueError(
-                    f"average_epochs is only used with keep_weights='average' (got "
-                    f"average_epochs={average_epochs!r}, keep_weights={self.keep_weights!r})"
-                )
-        else:
-            average_epochs = 10 if average_epochs is None else average_epochs
-            average_epochs = _check_positive_int("average_epochs", average_epochs)
-            if average_epochs > self.epochs:
-                raise ValueError(
-                    f"average_epochs must be at most epochs = {self.epochs} (got {average_epochs})"
-                )
-        self.average_epochs = average_epochs
+        self.select_epochs = self._only_with("score", "select_epochs", select_epochs, 10)
+        self.select_seq = self._only_with("score", "select_seq", select_seq, 8192)
+        self.average_epochs = self._only_with("average", "average_epochs", average_epochs, 10)
+        if self.average_epochs is not None and self.average_epochs > self.epochs:
+            raise ValueError(
+                f"average_epochs must be at most epochs = {self.epochs} (got {self.average_epochs})"
+            )
         # Selection generates its sequences from a stream of its own, the same every epoch.
         self._select_seed = int(
             np.random.SeedSequence(self.seed, spawn_key=(2,)).generate_state(1)[0]
@@ -428,6 +408,17 @@ class Trainer:
             )
         self.kgram_expected = kgram_expected
         self._kgram: KGramPenalty | None = None  # built from the training data by fit()
+
+    def _only_with(self, mode: str, name: str, value: Any, default: int) -> int | None:
+        """A setting of one keep_weights mode: refused under the others, defaulted under it."""
+        if self.keep_weights != mode:
+            if value is not None:
+                raise ValueError(
+                    f"{name} is only used with keep_weights={mode!r} (got {name}={value!r}, "
+                    f"keep_weights={self.keep_weights!r})"
+                )
+            return None
+        return _check_positive_int(name, default if value is None else value)
 
     # ------------------------------------------------------------------ configuration
     def config(self) -> dict:
