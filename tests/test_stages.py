@@ -22,6 +22,9 @@ def test_keep_weights_fidelity_builds_an_hmm_fidelity_selection():
         stages.trainer_kwargs(TrainingConfig(keep_weights="fidelity"))
     plain = stages.trainer_kwargs(TrainingConfig(keep_weights="last"))
     assert plain["keep_weights"] == "last" and "select_score" not in plain
+    averaged = stages.trainer_kwargs(TrainingConfig(keep_weights="average", average_epochs=4))
+    assert (averaged["keep_weights"], averaged["average_epochs"]) == ("average", 4)
+    assert averaged["select_epochs"] is None and "select_score" not in averaged
 
 
 def test_train_candidate_with_fidelity_selection_records_the_scores(tmp_path):
