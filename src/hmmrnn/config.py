@@ -64,6 +64,11 @@ def _spec(default: Any = dataclasses.MISSING, *, factory: Any = None, **checks: 
 # ---------------------------------------------------------------------------------------------
 
 
+# What the settings of keep_weights' last-epochs modes default to when null (also the
+# Trainer's defaults, kept here so that the configuration checks need no torch import).
+KEEP_WEIGHTS_DEFAULTS = {"select_epochs": 10, "select_seq": 8192, "average_epochs": 10}
+
+
 @dataclass(frozen=True)
 class HMMConfig:
     """The Hidden Markov Model that generates the data (see :class:`hmmrnn.hmm.HMM`)."""
@@ -126,10 +131,10 @@ class TrainingConfig:
     activity_penalty: float = _spec(0.0, min=0.0)
     activity_limit: float = _spec(30.0, min=0.0, exclusive_min=True)
     keep_weights: str = _spec("best", choices=("best", "last", "fidelity", "average"))
-    # null: the Trainer's defaults (10 and 8192) under keep_weights: fidelity; refused otherwise.
+    # null: KEEP_WEIGHTS_DEFAULTS under keep_weights: fidelity; refused otherwise.
     select_epochs: int | None = _spec(None, min=1)
     select_seq: int | None = _spec(None, min=2)
-    # null: the Trainer's default (10) under keep_weights: average; refused otherwise.
+    # null: KEEP_WEIGHTS_DEFAULTS under keep_weights: average; refused otherwise.
     average_epochs: int | None = _spec(None, min=1)
     kgram_penalty: float = _spec(0.0, min=0.0)
     kgram_max_k: int = _spec(4, min=1)
@@ -547,7 +552,7 @@ def _check_consistency(cfg: ExperimentConfig, where: str) -> None:
             )
         key = "select_epochs" if training.keep_weights == "fidelity" else "average_epochs"
         value = getattr(training, key)
-        window = 10 if value is None else value  # the Trainer's default
+        window = KEEP_WEIGHTS_DEFAULTS[key] if value is None else value
         if window > training.epochs:
             raise ConfigError(
                 f"{where}.training.{key}: expected at most epochs = {training.epochs} (got "

@@ -26,6 +26,7 @@ from torch import nn
 
 from hmmrnn._utils import check_choice, remove_stale_temps, torch_generator
 from hmmrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hmmrnn.config import KEEP_WEIGHTS_DEFAULTS
 from hmmrnn.loss import (
     MAX_EXPECTED_KGRAM_VALUES,
     KGramPenalty,
@@ -378,9 +379,9 @@ class Trainer:
                 f"{self.early_stopping_patience})"
             )
         self.select_score = select_score
-        self.select_epochs = self._only_with("score", "select_epochs", select_epochs, 10)
-        self.select_seq = self._only_with("score", "select_seq", select_seq, 8192)
-        self.average_epochs = self._only_with("average", "average_epochs", average_epochs, 10)
+        self.select_epochs = self._only_with("score", "select_epochs", select_epochs)
+        self.select_seq = self._only_with("score", "select_seq", select_seq)
+        self.average_epochs = self._only_with("average", "average_epochs", average_epochs)
         if self.average_epochs is not None and self.average_epochs > self.epochs:
             raise ValueError(
                 f"average_epochs must be at most epochs = {self.epochs} (got {self.average_epochs})"
@@ -409,7 +410,7 @@ class Trainer:
         self.kgram_expected = kgram_expected
         self._kgram: KGramPenalty | None = None  # built from the training data by fit()
 
-    def _only_with(self, mode: str, name: str, value: Any, default: int) -> int | None:
+    def _only_with(self, mode: str, name: str, value: Any) -> int | None:
         """A setting of one keep_weights mode: refused under the others, defaulted under it."""
         if self.keep_weights != mode:
             if value is not None:
@@ -418,7 +419,7 @@ class Trainer:
                     f"keep_weights={self.keep_weights!r})"
                 )
             return None
-        return _check_positive_int(name, default if value is None else value)
+        return _check_positive_int(name, KEEP_WEIGHTS_DEFAULTS[name] if value is None else value)
 
     # ------------------------------------------------------------------ configuration
     def config(self) -> dict:
@@ -737,10 +738,9 @@ class Trainer:
 
     def _averaged(self, state: dict, val_t: torch.Tensor, criterion) -> tuple:
         """(last epoch, validation loss of the mean weights, mean weights) for the result."""
-        live = self.module.state_dict()
         count = state["average_count"]
-        mean = {k: (v / count).to(live[k].dtype) for k, v in state["average_sum"].items()}
         last = _cpu_state(self.module)
+        mean = {k: (v / count).to(last[k].dtype) for k, v in state["average_sum"].items()}
         self.module.load_state_dict(mean)
         val_loss = self.evaluate(val_t, torch_generator(self._val_seed, self.device), criterion)
         self.module.load_state_dict(last)  # the module keeps the last epoch's weights
@@ -826,7 +826,7 @@ class Trainer:
         count = int(ts.get("average_count", 0))
         if self.keep_weights == "average":
             # Changing keep_weights or epochs on resume must not average a different window.
-            expected_count = min(max(0, epoch - (self.epochs - self.average_epochs)), epoch)
+            expected_count = max(0, epoch - (self.epochs - self.average_epochs))
             if count != expected_count:
                 raise CheckpointError(
                     f"checkpoint {str(path)!r} holds the sum of {count} epochs' weights, but "
